@@ -1,0 +1,54 @@
+"""Running a stage script under Snakemake (``script:``) or by hand from the command line.
+
+A stage defines ``main(input, output, params, threads)``; at its bottom, ``run_stage(main, globals())``
+calls it with Snakemake's objects, or with these parsed from the command line:
+
+    python stages/inspect_sequence.py --input sequence=data/dsec/test/zurich_city_13_a \
+        --output picture=seq.png stats=seq.json --params '{"dsec": {...}, "inspect": {...}}'
+
+Under Snakemake, stdout, stderr (progress bars included) and logging go to the rule's log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+from types import SimpleNamespace
+
+
+def _namespace(pairs: list[str]) -> SimpleNamespace:
+    return SimpleNamespace(**dict(pair.split("=", 1) for pair in pairs))
+
+
+def _from_command_line() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace, int]:
+    parser = argparse.ArgumentParser(description="Run one evseg stage by hand (Snakemake passes the same).")
+    parser.add_argument("--input", nargs="*", default=[], metavar="NAME=PATH")
+    parser.add_argument("--output", nargs="*", default=[], metavar="NAME=PATH")
+    parser.add_argument("--params", default="{}", help="a JSON object, or @file.json")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    text = open(args.params[1:]).read() if args.params.startswith("@") else args.params
+    return _namespace(args.input), _namespace(args.output), SimpleNamespace(**json.loads(text)), args.threads
+
+
+def run_stage(main, namespace: dict) -> None:
+    smk = namespace.get("snakemake")
+    if smk is None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        main(*_from_command_line())
+        return
+    log_path = smk.log[0] if smk.log else None
+    with contextlib.ExitStack() as stack:
+        if log_path:
+            log = stack.enter_context(open(log_path, "w", buffering=1))
+            stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(contextlib.redirect_stderr(log))
+            logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                                force=True)
+        try:
+            main(smk.input, smk.output, smk.params, smk.threads)
+        except Exception:
+            logging.exception("stage failed")
+            raise

@@ -1,0 +1,107 @@
+"""The synthetic target domain: night drives seen by an event camera, written in the DSEC layout.
+
+One sequence is a drive along a procedural street, rendered at a high frame rate through a distorted
+lens (the raw sensor view) and turned into events by the ESIM-style simulator. At every label time
+(20 Hz, like DSEC's images) the undistorted view gives the semantic labels and a grayscale frame.
+Files, as the DSEC archives unpack them (``<split>/<seq>/``):
+
+- ``events/left/events.h5`` (Blosc/ZSTD, ``ms_to_idx``, ``t_offset``) and ``events/left/rectify_map.h5``;
+- ``19classes/*.png`` and ``11classes/*.png`` (the top ``label_height`` rows of the rectified frame),
+  ``<seq>_semantic_timestamps.txt`` (image clock, µs);
+- ``images/left/ev_inf/*.png`` with ``images/timestamps.txt``: the grayscale frames in the event camera's
+  rectified view (the name DSEC tools use for images aligned with the event camera). They are the ground
+  truth that event-to-image reconstruction is compared with.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from evseg.data.classes import TRAIN19_TO_ESS11_LUT
+from evseg.events.writer import write_events_h5, write_rectify_map
+from evseg.synth.cityscapes import to_srgb8
+from evseg.synth.esim import EsimConfig, EventSimulator
+from evseg.synth.lens import radial_rectify_map
+from evseg.synth.scene import Camera, pixel_grid, random_street, render
+
+LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # linear RGB to luminance
+
+
+@dataclass
+class DriveConfig:
+    sensor_size: tuple[int, int] = (120, 160)  # (height, width)
+    label_height: int = 110  # DSEC keeps the top 440 of 480 rows
+    duration_s: float = 6.0
+    render_fps: int = 400  # high enough that texture moves about a pixel or less per frame
+    label_hz: int = 20
+    speed_mps: tuple[float, float] = (7.0, 11.0)
+    t_offset_us: int = 1_000_000_000
+    esim: EsimConfig = field(default_factory=EsimConfig)
+
+
+def drive_pose(t: float, speed: float, lane_x: float, phase: float) -> tuple[float, float, float]:
+    """Camera pose (x, z, yaw) at time t: forward at constant speed with a gentle weave."""
+    weave = np.sin(2 * np.pi * t / 4.0 + phase)
+    return lane_x + 0.4 * weave, speed * t, 0.03 * np.cos(2 * np.pi * t / 4.0 + phase)
+
+
+def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progress: bool = True) -> dict:
+    """Simulate one drive into ``seq_dir`` (replaced atomically when complete). Returns counts."""
+    seq_dir = Path(seq_dir)
+    tmp = seq_dir.with_name(seq_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    height, width = cfg.sensor_size
+    if cfg.render_fps % cfg.label_hz:
+        raise ValueError("render_fps must be a multiple of label_hz so that labels fall on rendered frames")
+    rng = np.random.default_rng(seed)
+    cam = Camera.for_resolution(width, height)
+    rectify_map = radial_rectify_map(height, width, cam.fx)
+    speed = rng.uniform(*cfg.speed_mps)
+    lane_x, phase = rng.uniform(-1.2, 1.2), rng.uniform(0, 2 * np.pi)
+    street = random_street(rng, length_m=speed * cfg.duration_s, style="night")
+    simulator = EventSimulator(height, width, cfg.esim, rng)
+    grid = pixel_grid(width, height)
+
+    frames_per_label = cfg.render_fps // cfg.label_hz
+    num_frames = int(round(cfg.duration_s * cfg.render_fps)) + 1
+    chunks, label_times = [], []
+    for k in tqdm(range(num_frames), desc=seq_dir.name, disable=not progress, mininterval=2):
+        t_s = k / cfg.render_fps
+        t_us = int(round(t_s * 1e6))
+        pose = drive_pose(t_s, speed, lane_x, phase)
+        # The raw sensor pixel (x, y) sees the scene at its rectified position rectify_map[y, x].
+        sensor_rgb, _ = render(street, cam, pose, rectify_map, t_s, "night")
+        chunks.append(simulator.step(sensor_rgb @ LUMA, t_us))
+        if k > 0 and k % frames_per_label == 0:
+            rgb, train_ids = render(street, cam, pose, grid, t_s, "night")
+            _write_label_frame(tmp, len(label_times), rgb @ LUMA, train_ids, cfg.label_height)
+            label_times.append(t_us)
+
+    x, y, t, p = (np.concatenate([c[i] for c in chunks]) for i in range(4))
+    write_events_h5(tmp / "events/left/events.h5", x, y, t, p, cfg.t_offset_us)
+    write_rectify_map(tmp / "events/left/rectify_map.h5", rectify_map)
+    (tmp / "images").mkdir(parents=True, exist_ok=True)
+    stamps = "".join(f"{cfg.t_offset_us + t}\n" for t in label_times)
+    (tmp / f"{seq_dir.name}_semantic_timestamps.txt").write_text(stamps)
+    (tmp / "images/timestamps.txt").write_text(stamps)
+    if seq_dir.exists():
+        shutil.rmtree(seq_dir)
+    tmp.rename(seq_dir)
+    return {"events": len(t), "labels": len(label_times), "duration_s": cfg.duration_s}
+
+
+def _write_label_frame(seq_dir: Path, index: int, gray: np.ndarray, train_ids: np.ndarray, label_height: int) -> None:
+    name = f"{index:06d}.png"
+    label19 = train_ids[:label_height]
+    outputs = {"19classes": label19, "11classes": TRAIN19_TO_ESS11_LUT[label19].astype(np.uint8),
+               "images/left/ev_inf": to_srgb8(gray)}
+    for folder, image in outputs.items():
+        path = seq_dir / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), image)

@@ -1,0 +1,49 @@
+# The synthetic benchmark, written in the official Cityscapes and DSEC layouts (only when enabled;
+# with real datasets the same paths must already exist).
+
+SYNTH = config["synthetic"]["root"]
+
+
+if config["synthetic"]["enabled"]:
+
+    rule synthesize_cityscapes:
+        output:
+            directory(CITYSCAPES_ROOT),
+        log:
+            f"{SYNTH}/logs/synthesize_cityscapes.log",
+        benchmark:
+            f"{SYNTH}/benchmarks/synthesize_cityscapes.tsv"
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("synthesize_cityscapes")["threads"]
+        resources:
+            mem_mb=resources_of("synthesize_cityscapes")["mem_mb"],
+            runtime=resources_of("synthesize_cityscapes")["runtime"],
+            gpu=resources_of("synthesize_cityscapes")["gpu"],
+        params:
+            cfg=config["synthetic"]["cityscapes"],
+            seed=synthetic_seed("cityscapes"),
+        script:
+            "../stages/synthesize_cityscapes.py"
+
+    rule synthesize_dsec:
+        output:
+            directory(f"{DSEC_ROOT}/{{split}}/{{seq}}"),
+        log:
+            f"{SYNTH}/logs/synthesize_dsec/{{split}}/{{seq}}.log",
+        benchmark:
+            f"{SYNTH}/benchmarks/synthesize_dsec/{{split}}/{{seq}}.tsv"
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("synthesize_dsec")["threads"]
+        resources:
+            mem_mb=resources_of("synthesize_dsec")["mem_mb"],
+            runtime=resources_of("synthesize_dsec")["runtime"],
+            gpu=resources_of("synthesize_dsec")["gpu"],
+        params:
+            cfg=config["synthetic"]["dsec"],
+            sensor_size=config["dsec"]["sensor_size"],
+            label_height=config["dsec"]["label_height"],
+            seed=lambda wildcards: synthetic_seed(wildcards.seq),
+        script:
+            "../stages/synthesize_dsec.py"
