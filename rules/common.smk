@@ -1,9 +1,7 @@
 # Config validation and every input/param function of the workflow (the rule files stay declarative).
 
-from pathlib import Path
 
 from snakemake.utils import validate
-
 
 validate(config, schema="../configs/schema.yaml")
 
@@ -26,7 +24,9 @@ def dsec_sequences():
 
 def synthetic_seed(name):
     """A seed per synthetic item that does not change when other items are added or removed."""
-    return (config["synthetic"]["seed"] * 1_000_003 + sum(ord(c) * 131**i for i, c in enumerate(name))) % 2**32
+    return (
+        config["synthetic"]["seed"] * 1_000_003 + sum(ord(c) * 131**i for i, c in enumerate(name))
+    ) % 2**32
 
 
 def resources_of(rule_name):

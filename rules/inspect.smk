@@ -58,8 +58,15 @@ rule inspect_summary:
         classes=f"{RESULTS}/inspect/class_frequencies.png",
     log:
         f"{RESULTS}/logs/inspect_summary.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/inspect_summary.tsv"
     conda:
         "../envs/evseg.yaml"
+    threads: resources_of("inspect")["threads"]
+    resources:
+        mem_mb=resources_of("inspect")["mem_mb"],
+        runtime=resources_of("inspect")["runtime"],
+        gpu=resources_of("inspect")["gpu"],
     params:
         num_classes=config["dsec"]["num_classes"],
     script:

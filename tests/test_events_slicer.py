@@ -74,3 +74,42 @@ def test_reads_only_what_the_window_needs(recording, monkeypatch):
         monkeypatch.setattr(slicer, "_read_t", lambda i0, i1: reads.append(i1 - i0) or original(i0, i1))
         slicer.get_events(T_OFFSET + 120_000, T_OFFSET + 121_000)
         assert sum(reads) < slicer.num_events / 50  # one or two millisecond buckets, not the file
+
+
+def test_appended_pieces_write_the_same_file(recording, tmp_path):
+    import h5py
+
+    from evseg.events.writer import EventsH5Appender
+
+    path, x, y, t, p = recording
+    pieces = tmp_path / "pieces.h5"
+    with EventsH5Appender(pieces, T_OFFSET) as out:
+        for s in np.array_split(np.arange(len(t)), [5, 1000, 1001, 4000]):
+            out.append(x[s], y[s], t[s], p[s])
+    with h5py.File(path) as a, h5py.File(pieces) as b:
+        for name in ("events/x", "events/y", "events/t", "events/p", "ms_to_idx", "t_offset"):
+            np.testing.assert_array_equal(a[name][()], b[name][()])
+        ms_to_idx = a["ms_to_idx"][()]
+    for ms in range(0, len(ms_to_idx), 7):  # brute force: the first event at or after 1000 * ms
+        assert ms_to_idx[ms] == np.argmax(np.append(t, np.inf) >= 1000 * ms)
+    assert len(ms_to_idx) == t[-1] // 1000 + 2
+    with pytest.raises(ValueError, match="sorted"):
+        with EventsH5Appender(tmp_path / "bad.h5", 0) as out:
+            out.append(x[:3], y[:3], np.array([5, 9, 20]), p[:3])
+            out.append(x[:2], y[:2], np.array([10, 30]), p[:2])
+    assert not list(tmp_path.glob("bad.h5*"))  # nothing that looks complete is left behind
+
+
+def test_rectification_checks_its_input():
+    from evseg.events import rectify_events
+
+    rectify_map = np.stack(np.meshgrid(np.arange(4.0), np.arange(3.0)), -1).astype(np.float32) + 0.25
+    x_rect, y_rect = rectify_events(np.array([0, 3, 2]), np.array([0, 2, 1]), rectify_map)
+    np.testing.assert_allclose(x_rect, [0.25, 3.25, 2.25])
+    np.testing.assert_allclose(y_rect, [0.25, 2.25, 1.25])
+    with pytest.raises(ValueError, match="covers 4x3"):
+        rectify_events(np.array([4]), np.array([0]), rectify_map)
+    with pytest.raises(ValueError, match="negative"):
+        rectify_events(np.array([-1]), np.array([0]), rectify_map)
+    with pytest.raises(TypeError, match="integer"):
+        rectify_events(np.array([1.0]), np.array([0.0]), rectify_map)

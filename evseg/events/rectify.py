@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
+import numba
 import numpy as np
 
 from evseg.errors import DataError
@@ -40,9 +41,26 @@ def load_rectify_map(path: str | Path, sensor_size: tuple[int, int] = DSEC_SENSO
 
 def rectify_events(x: np.ndarray, y: np.ndarray, rectify_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rectified (x, y) float32 coordinates of events at integer sensor pixels (x, y)."""
+    x, y, rectify_map = np.asarray(x), np.asarray(y), np.asarray(rectify_map)
+    if len(x) != len(y):
+        raise ValueError(f"x and y have different lengths: {len(x)}, {len(y)}")
+    if x.dtype.kind not in "iu" or y.dtype.kind not in "iu":
+        raise TypeError(f"rectification takes integer sensor pixels, got x {x.dtype} and y {y.dtype}")
     height, width = rectify_map.shape[:2]
     if len(x) and (int(x.max()) >= width or int(y.max()) >= height):
         raise ValueError(f"events reach pixel (x={int(x.max())}, y={int(y.max())}) but the rectification map "
                          f"covers {width}x{height}: the map belongs to another camera or resolution")
-    xy = rectify_map[y, x]
-    return xy[:, 0], xy[:, 1]
+    if len(x) and "i" in (x.dtype.kind, y.dtype.kind) and min(int(x.min()), int(y.min())) < 0:
+        raise ValueError(f"events have negative pixel coordinates (min x {int(x.min())}, min y {int(y.min())})")
+    # A compiled gather: NumPy's rectify_map[y, x] with two index arrays is about 10x slower.
+    x_rect = np.empty(len(x), dtype=rectify_map.dtype)
+    y_rect = np.empty(len(x), dtype=rectify_map.dtype)
+    _lookup(x, y, rectify_map, x_rect, y_rect)
+    return x_rect, y_rect
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup(x, y, rectify_map, x_rect, y_rect):
+    for i in range(len(x)):
+        x_rect[i] = rectify_map[y[i], x[i], 0]
+        y_rect[i] = rectify_map[y[i], x[i], 1]

@@ -159,7 +159,7 @@ class EventSlicer:
 
     def _events(self, i0: int, i1: int, t_rel: np.ndarray) -> Events:
         return Events(x=np.asarray(self._x[i0:i1]), y=np.asarray(self._y[i0:i1]),
-                      t=t_rel.astype(np.int64) + self.t_offset, p=np.asarray(self._p[i0:i1]))
+                      t=np.add(t_rel, self.t_offset, dtype=np.int64), p=np.asarray(self._p[i0:i1]))
 
     def close(self) -> None:
         self._h5.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from evseg.data.classes import IGNORE, TRAIN19_TO_LABELID
 from evseg.synth.scene import Camera, pixel_grid, random_street, render
@@ -41,7 +42,7 @@ def write_cityscapes_split(root: str | Path, split: str, num_images: int, size: 
     width, height = size
     rng = np.random.default_rng(seed)
     cam, uv = Camera.for_resolution(width, height), pixel_grid(width, height)
-    for i in range(num_images):
+    for i in tqdm(range(num_images), desc=f"cityscapes {split}", mininterval=2):
         city = CITIES[i % len(CITIES)]
         street = random_street(rng, length_m=80.0, style="day")
         pose = (rng.uniform(-1.5, 1.5), rng.uniform(0.0, 60.0), rng.normal(0.0, 0.04))

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from evseg.data.classes import TRAIN19_TO_ESS11_LUT
-from evseg.events.writer import write_events_h5, write_rectify_map
+from evseg.events.writer import EventsH5Appender, write_rectify_map
 from evseg.synth.cityscapes import to_srgb8
 from evseg.synth.esim import EsimConfig, EventSimulator
 from evseg.synth.lens import radial_rectify_map
@@ -70,21 +70,22 @@ def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progre
 
     frames_per_label = cfg.render_fps // cfg.label_hz
     num_frames = int(round(cfg.duration_s * cfg.render_fps)) + 1
-    chunks, label_times = [], []
-    for k in tqdm(range(num_frames), desc=seq_dir.name, disable=not progress, mininterval=2):
-        t_s = k / cfg.render_fps
-        t_us = int(round(t_s * 1e6))
-        pose = drive_pose(t_s, speed, lane_x, phase)
-        # The raw sensor pixel (x, y) sees the scene at its rectified position rectify_map[y, x].
-        sensor_rgb, _ = render(street, cam, pose, rectify_map, t_s, "night")
-        chunks.append(simulator.step(sensor_rgb @ LUMA, t_us))
-        if k > 0 and k % frames_per_label == 0:
-            rgb, train_ids = render(street, cam, pose, grid, t_s, "night")
-            _write_label_frame(tmp, len(label_times), rgb @ LUMA, train_ids, cfg.label_height)
-            label_times.append(t_us)
-
-    x, y, t, p = (np.concatenate([c[i] for c in chunks]) for i in range(4))
-    write_events_h5(tmp / "events/left/events.h5", x, y, t, p, cfg.t_offset_us)
+    label_times, pending = [], []
+    with EventsH5Appender(tmp / "events/left/events.h5", cfg.t_offset_us) as events_out:
+        for k in tqdm(range(num_frames), desc=seq_dir.name, disable=not progress, mininterval=2):
+            t_s = k / cfg.render_fps
+            t_us = int(round(t_s * 1e6))
+            pose = drive_pose(t_s, speed, lane_x, phase)
+            # The raw sensor pixel (x, y) sees the scene at its rectified position rectify_map[y, x].
+            sensor_rgb, _ = render(street, cam, pose, rectify_map, t_s, "night")
+            pending.append(simulator.step(sensor_rgb @ LUMA, t_us))
+            if k > 0 and k % frames_per_label == 0:
+                rgb, train_ids = render(street, cam, pose, grid, t_s, "night")
+                _write_label_frame(tmp, len(label_times), rgb @ LUMA, train_ids, cfg.label_height)
+                label_times.append(t_us)
+                pending = _flush(events_out, pending)
+        _flush(events_out, pending)
+        num_events = events_out.num_events
     write_rectify_map(tmp / "events/left/rectify_map.h5", rectify_map)
     (tmp / "images").mkdir(parents=True, exist_ok=True)
     stamps = "".join(f"{cfg.t_offset_us + t}\n" for t in label_times)
@@ -93,7 +94,14 @@ def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progre
     if seq_dir.exists():
         shutil.rmtree(seq_dir)
     tmp.rename(seq_dir)
-    return {"events": len(t), "labels": len(label_times), "duration_s": cfg.duration_s}
+    return {"events": num_events, "labels": len(label_times), "duration_s": cfg.duration_s}
+
+
+def _flush(events_out: EventsH5Appender, pending: list) -> list:
+    """Append the simulator's per-frame event arrays collected since the last flush."""
+    if pending:
+        events_out.append(*(np.concatenate([frame[i] for frame in pending]) for i in range(4)))
+    return []
 
 
 def _write_label_frame(seq_dir: Path, index: int, gray: np.ndarray, train_ids: np.ndarray, label_height: int) -> None:
