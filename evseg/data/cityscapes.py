@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from evseg.data.classes import CLASS_SETS, LABELID_TO_ESS11, LABELID_TO_TRAIN19, apply_lut
+from evseg.data.classes import CLASS_SETS, LABELID_TO_ESS11, LABELID_TO_TRAIN19, read_label_png
 from evseg.errors import DataError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -58,9 +58,5 @@ class Cityscapes:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if self.grayscale else cv2.COLOR_BGR2RGB)
 
     def label(self, i: int) -> np.ndarray:
-        path = self.label_paths[i]
-        label_ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if label_ids is None or label_ids.ndim != 2:
-            raise DataError(path, "is not a single-channel labelIds PNG",
-                            f"use the *{LABEL_SUFFIX} files of gtFine, not the colour or instance PNGs")
-        return apply_lut(label_ids, LABEL_LUTS[self.classes.name], path, "Cityscapes labelIds")
+        return read_label_png(self.label_paths[i], LABEL_LUTS[self.classes.name], "Cityscapes labelIds",
+                              f"the *{LABEL_SUFFIX} files of gtFine")

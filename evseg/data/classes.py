@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from evseg.errors import DataError
@@ -106,3 +107,15 @@ def apply_lut(label: np.ndarray, lut: np.ndarray, path: str | Path, table: str) 
                         f"check that the file is a {table} label image (not a colour or instance PNG), "
                         "or that the config's number of classes matches the label folder")
     return mapped.astype(np.uint8)
+
+
+def read_label_png(path: str | Path, lut: np.ndarray, table: str, expected: str) -> np.ndarray:
+    """Read a single-channel class-id PNG and map it through ``lut`` (see ``apply_lut``).
+
+    ``expected`` names the right files in the error message, for a PNG that is not single-channel.
+    """
+    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if label is None or label.ndim != 2:
+        raise DataError(path, "is not a single-channel label PNG",
+                        f"use {expected} (class ids, not the colour or instance PNGs)")
+    return apply_lut(label, lut, path, table)

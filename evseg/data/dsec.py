@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from evseg.data.classes import IDENTITY, NUM_CLASSES_TO_SET, apply_lut
+from evseg.data.classes import IDENTITY, NUM_CLASSES_TO_SET, read_label_png
 from evseg.errors import DataError
 from evseg.events import EventSlicer, ess_event_tensor, load_rectify_map, rectify_events
 
@@ -117,12 +116,8 @@ class DsecSequence:
 
     def read_label(self, index: int) -> np.ndarray:
         """The label PNG ``index`` as uint8 class ids (255 = ignore); unknown ids raise a DataError."""
-        path = self.label_paths[index]
-        label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if label is None or label.ndim != 2:
-            raise DataError(path, "is not a single-channel label PNG",
-                            f"use the {self.num_classes}classes PNGs of DSEC-Semantic (class ids, not colours)")
-        return apply_lut(label, IDENTITY[self.num_classes], path, f"DSEC {self.num_classes}-class")
+        return read_label_png(self.label_paths[index], IDENTITY[self.num_classes], f"DSEC {self.num_classes}-class",
+                              f"the {self.num_classes}classes PNGs of DSEC-Semantic")
 
 
 class DsecSemantic:
