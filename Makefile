@@ -8,15 +8,18 @@ CORES ?= all
 
 .PHONY: run test bench lint clean-demo
 
+PYTHON ?= python3
+
 $(INSTALLED): envs/requirements.txt envs/constraints.txt pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "evseg needs Python >= 3.11 (the pinned numpy, pandas and snakemake do); run make PYTHON=python3.11 ...")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r envs/requirements.txt -c envs/constraints.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 run: $(INSTALLED)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
-	@echo "Pictures and statistics: results/$$($(PY) -c "import yaml; print(yaml.safe_load(open('$(CONFIG)'))['run'])")/inspect/"
+	@echo "Pictures and statistics: results/$$($(PY) -c "import yaml; print(yaml.safe_load(open('$(CONFIG)')).get('run', 'demo'))")/inspect/"
 
 test: $(INSTALLED)
 	$(PY) -m pytest

@@ -1,12 +1,11 @@
 # evseg: semantic segmentation for event cameras without event labels.
 # `snakemake --cores all --configfile configs/default.yaml` runs the demo; see README.md.
+# There is deliberately no `configfile:` here: a run's config file is layered on the schema defaults
+# (configs/schema.yaml, which describe the real datasets) and never on the demo's settings.
 
 from snakemake.utils import min_version
 
 min_version("9.0")
-
-
-configfile: "configs/default.yaml"
 
 
 include: "rules/common.smk"

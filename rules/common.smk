@@ -1,15 +1,47 @@
 # Config validation and every input/param function of the workflow (the rule files stay declarative).
 
+import os
 
 from snakemake.utils import validate
 
 validate(config, schema="../configs/schema.yaml")
 
+# Stage scripts import the evseg library from this checkout, also inside a --sdm conda environment
+# where it is not pip-installed (jobs inherit this process's environment).
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
+)
+
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
-DSEC_ROOT = config["dsec"]["root"]
-CITYSCAPES_ROOT = config["cityscapes"]["root"]
+DSEC_ROOT = os.path.normpath(config["dsec"]["root"])
+CITYSCAPES_ROOT = os.path.normpath(config["cityscapes"]["root"])
+SYNTH = os.path.normpath(config["synthetic"]["root"])
 SPLITS = ("train", "test")
+
+
+def check_config():
+    """Consistency checks that the JSON schema cannot express."""
+    synthetic = {"dsec": f"{SYNTH}/dsec", "cityscapes": f"{SYNTH}/cityscapes"}
+    roots = {"dsec": DSEC_ROOT, "cityscapes": CITYSCAPES_ROOT}
+    if config["synthetic"]["enabled"]:
+        # The synthesize rules own (and may delete) these folders: never let them point at real data.
+        for name, root in roots.items():
+            if root != synthetic[name]:
+                raise ValueError(
+                    f"config: synthetic.enabled is true, so {name}.root must be {synthetic[name]!r} "
+                    f"(the synthesize rules write only under synthetic.root), not {root!r}. "
+                    "Set synthetic.enabled: false to use a real dataset."
+                )
+    height, width = config["dsec"]["sensor_size"]
+    if config["dsec"]["label_height"] > height:
+        raise ValueError(
+            f"config: dsec.label_height ({config['dsec']['label_height']}) exceeds the sensor "
+            f"height ({height}); DSEC: 440 of 480"
+        )
+
+
+check_config()
 
 
 wildcard_constraints:
@@ -23,10 +55,23 @@ def dsec_sequences():
 
 
 def synthetic_seed(name):
-    """A seed per synthetic item that does not change when other items are added or removed."""
+    """A seed per synthetic item (e.g. "dsec/train/synth_00_a") that does not change when other items
+    are added or removed."""
     return (
         config["synthetic"]["seed"] * 1_000_003 + sum(ord(c) * 131**i for i, c in enumerate(name))
     ) % 2**32
+
+
+def cityscapes_seeds():
+    return {
+        split: synthetic_seed(f"cityscapes/{split}")
+        for split in config["synthetic"]["cityscapes"]["images"]
+    }
+
+
+def config_subset(section, *keys):
+    """Only the keys a stage uses: params trigger reruns, so editing another key must not reach it."""
+    return {key: config[section][key] for key in keys}
 
 
 def resources_of(rule_name):

@@ -19,8 +19,10 @@ rule inspect_sequence:
         runtime=resources_of("inspect")["runtime"],
         gpu=resources_of("inspect")["gpu"],
     params:
-        dsec=config["dsec"],
-        inspect=config["inspect"],
+        dsec=config_subset(
+            "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
+        ),
+        inspect=config_subset("inspect", "samples_per_sequence", "window_ms"),
     script:
         "../stages/inspect_sequence.py"
 
@@ -43,8 +45,8 @@ rule inspect_cityscapes:
         runtime=resources_of("inspect")["runtime"],
         gpu=resources_of("inspect")["gpu"],
     params:
-        cityscapes=config["cityscapes"],
-        inspect=config["inspect"],
+        cityscapes=config_subset("cityscapes", "classes", "grayscale"),
+        inspect=config_subset("inspect", "source_images"),
     script:
         "../stages/inspect_cityscapes.py"
 
@@ -67,7 +69,5 @@ rule inspect_summary:
         mem_mb=resources_of("inspect")["mem_mb"],
         runtime=resources_of("inspect")["runtime"],
         gpu=resources_of("inspect")["gpu"],
-    params:
-        num_classes=config["dsec"]["num_classes"],
     script:
         "../stages/inspect_summary.py"

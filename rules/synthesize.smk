@@ -1,14 +1,12 @@
-# The synthetic benchmark, written in the official Cityscapes and DSEC layouts (only when enabled;
-# with real datasets the same paths must already exist).
-
-SYNTH = config["synthetic"]["root"]
+# The synthetic benchmark, written in the official Cityscapes and DSEC layouts under synthetic.root
+# (only when enabled; with real datasets the configured roots must already exist).
 
 
 if config["synthetic"]["enabled"]:
 
     rule synthesize_cityscapes:
         output:
-            directory(CITYSCAPES_ROOT),
+            directory(f"{SYNTH}/cityscapes"),
         log:
             f"{SYNTH}/logs/synthesize_cityscapes.log",
         benchmark:
@@ -22,13 +20,13 @@ if config["synthetic"]["enabled"]:
             gpu=resources_of("synthesize_cityscapes")["gpu"],
         params:
             cfg=config["synthetic"]["cityscapes"],
-            seed=synthetic_seed("cityscapes"),
+            seeds=cityscapes_seeds(),
         script:
             "../stages/synthesize_cityscapes.py"
 
     rule synthesize_dsec:
         output:
-            directory(f"{DSEC_ROOT}/{{split}}/{{seq}}"),
+            directory(f"{SYNTH}/dsec/{{split}}/{{seq}}"),
         log:
             f"{SYNTH}/logs/synthesize_dsec/{{split}}/{{seq}}.log",
         benchmark:
@@ -44,6 +42,6 @@ if config["synthetic"]["enabled"]:
             cfg=config["synthetic"]["dsec"],
             sensor_size=config["dsec"]["sensor_size"],
             label_height=config["dsec"]["label_height"],
-            seed=lambda wildcards: synthetic_seed(wildcards.seq),
+            seed=lambda wildcards: synthetic_seed(f"dsec/{wildcards.split}/{wildcards.seq}"),
         script:
             "../stages/synthesize_dsec.py"

@@ -12,21 +12,26 @@ import cv2
 import numpy as np
 
 from evseg.data import DsecSemantic
+from evseg.data.classes import count_pixels
 from evseg.data.dsec import read_timestamps
 from evseg.stage import run_stage
 from evseg.viz import event_frame, gray, panel, placeholder, save_rgb, signed_map
 
 
-def aligned_frame(sequence_dir: Path, t_us: int, size):
-    """The ``images/left/ev_inf`` frame taken at ``t_us``, or None."""
-    frames = sorted((sequence_dir / "images/left/ev_inf").glob("*.png"))
-    stamps_path = sequence_dir / "images/timestamps.txt"
-    if not frames or not stamps_path.is_file():
-        return None
-    hits = np.nonzero(read_timestamps(stamps_path) == t_us)[0]
-    if len(hits) == 0 or hits[0] >= len(frames):
-        return None
-    return cv2.imread(str(frames[hits[0]]), cv2.IMREAD_GRAYSCALE)[: size[0], : size[1]]
+class AlignedFrames:
+    """The sequence's ``images/left/ev_inf`` frames (grayscale, in the event camera's view), by timestamp."""
+
+    def __init__(self, sequence_dir: Path):
+        stamps_path = sequence_dir / "images/timestamps.txt"
+        self.paths = sorted((sequence_dir / "images/left/ev_inf").glob("*.png"))
+        self.stamps = read_timestamps(stamps_path) if self.paths and stamps_path.is_file() else np.zeros(0, np.int64)
+
+    def at(self, t_us: int, size):
+        """The frame taken at ``t_us``, cropped to ``size``, or None."""
+        hits = np.nonzero(self.stamps[: len(self.paths)] == t_us)[0]
+        if len(hits) == 0:
+            return None
+        return cv2.imread(str(self.paths[hits[0]]), cv2.IMREAD_GRAYSCALE)[: size[0], : size[1]]
 
 
 def main(input, output, params, threads):
@@ -38,23 +43,24 @@ def main(input, output, params, threads):
                         skip_first=ess["skip_first"], stride=ess["stride"])
     height, width = data.label_size
     shown = np.linspace(0, len(data) - 1, min(params.inspect["samples_per_sequence"], len(data))).round().astype(int)
-    rows, window_counts = [], []
+    frames = AlignedFrames(sequence_dir)
+    rows, window_counts, counts = [], [], np.zeros(256, np.int64)
     for i in range(len(data)):
         x, y, t, p = data.events_in_window(i, params.inspect["window_ms"] * 1000)
         window_counts.append(len(t))
+        label = data.label(i)
+        counts += count_pixels([label])
         if i not in shown:
             continue
-        tensor = data.ess_tensor(i, ess["num_chunks"], ess["events_per_chunk"], ess["bins_per_chunk"])
-        frame = aligned_frame(sequence_dir, data.timestamp_us(i), (height, width))
+        tensor = data.ess_tensor(i, ess["num_chunks"], ess["events_per_chunk"], ess["bins_per_chunk"],
+                                 ess["official_truncation"])
+        frame = frames.at(data.timestamp_us(i), (height, width))
         rows.append([event_frame(x, y, p, height, width), signed_map(tensor.sum(0)),
                      gray(frame) if frame is not None else placeholder(height, width, "no ev_inf frame"),
-                     data.classes.colorize(data.label(i))])
+                     data.classes.colorize(label)])
     titles = [f"events {params.inspect['window_ms']} ms", "ESS tensor (sum)", "frame", "label"]
     save_rgb(output.picture, panel(rows, titles))
 
-    counts = np.zeros(256, np.int64)
-    for i in range(len(data)):
-        counts += np.bincount(data.label(i).ravel(), minlength=256)
     slicer = data.slicer(sequence_dir.name)
     first, last = slicer.time_range_us
     duration_s = (last - first) * 1e-6

@@ -13,9 +13,9 @@ def main(input, output, params, threads):
     tmp = root.with_name(root.name + ".partial")  # renamed when complete: no half-written dataset
     shutil.rmtree(tmp, ignore_errors=True)
     width, height = params.cfg["size"]
-    for i, (split, count) in enumerate(sorted(params.cfg["images"].items())):
+    for split, count in params.cfg["images"].items():
         logging.info("rendering %d %s images of %dx%d", count, split, width, height)
-        write_cityscapes_split(tmp, split, count, (width, height), seed=params.seed + i)
+        write_cityscapes_split(tmp, split, count, (width, height), seed=params.seeds[split])
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
 

@@ -3,7 +3,7 @@ import pytest
 
 from evseg.events.writer import write_events_h5
 
-T_OFFSET = 987_654_321
+T_OFFSET = 50_123_456_789  # above 2**32, as DSEC's are: uint32 arithmetic would overflow
 
 
 @pytest.fixture(scope="session")

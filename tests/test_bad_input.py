@@ -119,3 +119,28 @@ def test_label_size_must_match_the_config(tmp_path):
     with pytest.raises(DataError) as err:
         data.label(0)
     assert_clear(err, seq / "11classes/000006.png", "expected 32x20")
+
+
+def test_explicit_layout_without_its_folder(tmp_path):
+    make_dsec_sequence(tmp_path, "train", "seq", 8, layout="raw")
+    with pytest.raises(DataError) as err:
+        DsecSemantic(tmp_path, "train", ["seq"], layout="ess")
+    assert_clear(err, tmp_path / "train/seq/semantic/11classes/data", "'ess' layout does not exist")
+
+
+def test_sixteen_bit_label_png(tmp_path):
+    seq = make_dsec_sequence(tmp_path, "train", "seq", 8)
+    cv2.imwrite(str(seq / "11classes/000006.png"), np.full((22, 32), 26001, np.uint16))  # an instanceIds-like PNG
+    data = DsecSemantic(tmp_path, "train", ["seq"], sensor_size=(24, 32), label_height=22)
+    with pytest.raises(DataError) as err:
+        data.label(0)
+    assert_clear(err, seq / "11classes/000006.png", "8-bit", "uint16")
+
+
+def test_events_outside_the_rectify_map(tmp_path):
+    seq = make_dsec_sequence(tmp_path, "train", "seq", 8, sensor=(24, 32))
+    write_rectify_map(seq / "events/left/rectify_map.h5", np.zeros((24, 16, 2)))  # a map for a narrower sensor
+    data = DsecSemantic(tmp_path, "train", ["seq"], sensor_size=(24, 16), label_height=22)
+    with pytest.raises(DataError) as err:
+        data.events_in_window(0, 50_000)
+    assert_clear(err, seq / "events/left/events.h5", "rectify_map.h5", "covers 16x24")

@@ -87,3 +87,25 @@ def test_cityscapes_loader(tmp_path):
     rgb = Cityscapes(tmp_path, "train", classes="cityscapes19").image(0)
     assert rgb.shape == (4, 6, 3) and tuple(rgb[0, 0]) == (200, 100, 50)
     assert [int(Cityscapes(tmp_path, classes="cityscapes19").label(i)[0, 0]) for i in range(3)] == [0, 10, 255]
+
+
+def test_ess_tensor_against_raw_events(tmp_path):
+    import h5py
+
+    from tests.test_representations import brute_voxel
+
+    seq = make_dsec_sequence(tmp_path, "test", "seq", 9, sensor=(12, 16), label_height=11, events_per_ms=2)
+    data = DsecSemantic(tmp_path, "test", ["seq"], sensor_size=(12, 16), label_height=11)
+    with h5py.File(seq / "events/left/events.h5") as f:  # everything in memory, no slicer
+        x, y, t = f["events/x"][()], f["events/y"][()], f["events/t"][()].astype(np.int64) + T_OFFSET
+        p = f["events/p"][()]
+    before = np.nonzero(t < data.timestamp_us(1))[0][-4 * 26 :]  # the last 104 events before label 8
+    x_rect, y_rect = x[before] - 0.7, y[before] + 0.3  # the map make_dsec_sequence writes
+    t, p = t[before], p[before]
+    tensor = data.ess_tensor(1, num_chunks=4, events_per_chunk=26, bins_per_chunk=3)
+    assert tensor.shape == (12, 11, 16)
+    for chunk in range(4):  # oldest chunk first, each a 3-bin grid cropped to the 11 label rows
+        s = slice(chunk * 26, (chunk + 1) * 26)
+        expected = brute_voxel(x_rect[s].astype(float), y_rect[s].astype(float), t[s], p[s], 3, 12, 16)[:, :11]
+        np.testing.assert_allclose(tensor[3 * chunk : 3 * chunk + 3], expected, atol=1e-5)
+    data.close()

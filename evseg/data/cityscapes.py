@@ -49,13 +49,14 @@ class Cityscapes:
     def ids(self) -> list[str]:
         return [f"{p.parent.name}/{p.name[: -len(IMAGE_SUFFIX)]}" for p in self.image_paths]
 
-    def image(self, i: int) -> np.ndarray:
-        """RGB uint8 (H, W, 3), or (H, W) when grayscale."""
+    def image(self, i: int, grayscale: bool | None = None) -> np.ndarray:
+        """RGB uint8 (H, W, 3), or (H, W) when grayscale (the dataset's setting unless given)."""
         path = self.image_paths[i]
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise DataError(path, "cannot be read as an image", "re-unpack leftImg8bit_trainvaltest.zip")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if self.grayscale else cv2.COLOR_BGR2RGB)
+        gray = self.grayscale if grayscale is None else grayscale
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB)
 
     def label(self, i: int) -> np.ndarray:
         return read_label_png(self.label_paths[i], LABEL_LUTS[self.classes.name], "Cityscapes labelIds",

@@ -115,7 +115,16 @@ def read_label_png(path: str | Path, lut: np.ndarray, table: str, expected: str)
     ``expected`` names the right files in the error message, for a PNG that is not single-channel.
     """
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None or label.ndim != 2:
-        raise DataError(path, "is not a single-channel label PNG",
-                        f"use {expected} (class ids, not the colour or instance PNGs)")
+    if label is None or label.ndim != 2 or label.dtype != np.uint8:
+        found = "unreadable" if label is None else f"{label.dtype} with shape {label.shape}"
+        raise DataError(path, f"is not a single-channel 8-bit label PNG ({found})",
+                        f"use {expected} (class ids, not the colour or 16-bit instance PNGs)")
     return apply_lut(label, lut, path, table)
+
+
+def count_pixels(labels) -> np.ndarray:
+    """Pixels per id (256 bins: class ids and the ignore index) over an iterable of label maps."""
+    counts = np.zeros(256, np.int64)
+    for label in labels:
+        counts += np.bincount(label.ravel(), minlength=256)
+    return counts

@@ -90,6 +90,10 @@ class DsecSequence:
         self.layout = self._detect_layout() if self.layout == "auto" else self.layout
         folder, ts_file = (s.format(nc=self.num_classes, seq=self.name) for s in LABEL_LAYOUTS[self.layout])
         self.label_dir, self.timestamps_path = self.dir / folder, self.dir / ts_file
+        if not self.label_dir.is_dir():
+            raise DataError(self.label_dir, f"the {self.num_classes}-class label folder of the '{self.layout}' "
+                            "layout does not exist", "unpack the label archive there, or set label_layout to "
+                            "auto (or to the layout the files are in)")
         self.label_paths = sorted(self.label_dir.glob("*.png"))
         if not self.timestamps_path.is_file():
             raise DataError(self.timestamps_path, "the label timestamps file is missing",
@@ -169,12 +173,20 @@ class DsecSemantic:
             self._rectify_maps[name] = load_rectify_map(self.sequences[name].rectify_map_path, self.sensor_size)
         return self._rectify_maps[name]
 
+    def _rectified(self, name: str, events):
+        try:
+            x, y = rectify_events(events.x, events.y, self.rectify_map(name))
+        except ValueError as err:
+            seq = self.sequences[name]
+            raise DataError(seq.events_path, f"its events do not fit {seq.rectify_map_path}: {err}",
+                            "use the events.h5 and rectify_map.h5 of the same camera, and set dsec.sensor_size "
+                            "to its resolution") from err
+        return x, y, events.t, events.p
+
     def events_before(self, i: int, num_events: int):
         """The last ``num_events`` events before the label time, rectified: (x, y) float32, t µs, p."""
         name, index = self.samples[i]
-        events = self.slicer(name).get_events_fixed_num(self.timestamp_us(i), num_events)
-        x, y = rectify_events(events.x, events.y, self.rectify_map(name))
-        return x, y, events.t, events.p
+        return self._rectified(name, self.slicer(name).get_events_fixed_num(self.timestamp_us(i), num_events))
 
     def events_in_window(self, i: int, duration_us: int):
         """Rectified events in ``[t_label - duration_us, t_label)``; a window the recording does not
@@ -189,15 +201,15 @@ class DsecSemantic:
                             f"is not covered by ms_to_idx (events run from {first} to {last} µs, image clock)",
                             "check that the label timestamps belong to this sequence and are on the image "
                             "clock (events/t + t_offset)")
-        x, y = rectify_events(events.x, events.y, self.rectify_map(name))
-        return x, y, events.t, events.p
+        return self._rectified(name, events)
 
-    def ess_tensor(self, i: int, num_chunks: int = 20, events_per_chunk: int = 100_000,
-                   bins_per_chunk: int = 5) -> np.ndarray:
+    def ess_tensor(self, i: int, num_chunks: int = 20, events_per_chunk: int = 100_000, bins_per_chunk: int = 5,
+                   official_truncation: bool = False) -> np.ndarray:
         """The ESS input tensor of sample ``i``: (num_chunks * bins, label_height, width)."""
         x, y, t, p = self.events_before(i, num_chunks * events_per_chunk)
         height, width = self.sensor_size
-        return ess_event_tensor(x, y, t, p, height, width, self.label_size[0], num_chunks, bins_per_chunk)
+        return ess_event_tensor(x, y, t, p, height, width, self.label_size[0], num_chunks, bins_per_chunk,
+                                official_truncation)
 
     def close(self) -> None:
         for slicer in self._slicers.values():

@@ -168,21 +168,23 @@ def e2vid_normalize(grid: np.ndarray) -> np.ndarray:
 
 
 def ess_event_tensor(x, y, t, p, height: int, width: int, crop_height: int, num_chunks: int = 20,
-                     bins_per_chunk: int = 5) -> np.ndarray:
+                     bins_per_chunk: int = 5, official_truncation: bool = False) -> np.ndarray:
     """The ESS input: the events cut into ``num_chunks`` equal-count chunks, oldest first, each a
     ``bins_per_chunk`` DSEC voxel grid (not normalised), stacked to (num_chunks*bins, crop_height, width).
 
     ESS loads the last 20 x 100k events before the label time (``EventSlicer.get_events_fixed_num``) and
     crops the bottom rows to the 440-row label frame. As in ESS, each chunk has ``len // num_chunks``
     events and the remainder (the newest ``len % num_chunks`` events) is not used; with fewer events
-    than chunks the tensor is zero (ESS raises there).
+    than chunks the tensor is zero (ESS raises there). ``official_truncation`` as in ``voxel_grid``.
     """
     per_chunk = len(t) // num_chunks
-    channels = []
+    tensor = np.empty((num_chunks * bins_per_chunk, crop_height, width), dtype=np.float32)
     for chunk in range(num_chunks):
         s = slice(chunk * per_chunk, (chunk + 1) * per_chunk)
-        channels.append(voxel_grid(x[s], y[s], t[s], p[s], bins_per_chunk, height, width))
-    return np.concatenate(channels)[:, :crop_height]
+        grid = voxel_grid(x[s], y[s], t[s], p[s], bins_per_chunk, height, width,
+                          official_truncation=official_truncation)
+        tensor[chunk * bins_per_chunk : (chunk + 1) * bins_per_chunk] = grid[:, :crop_height]
+    return tensor
 
 
 def _check_same_length(x, y, t, p) -> None:

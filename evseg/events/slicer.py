@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -31,16 +31,27 @@ except ImportError:  # reported with a fix when a compressed file is actually re
 EVENT_FIELDS = ("x", "y", "t", "p")
 
 
-class Events(NamedTuple):
-    """A slice of events: pixel coordinates, time on the image clock (µs, int64) and polarity (0/1)."""
+@dataclass(frozen=True)
+class Events:
+    """A slice of events: pixel coordinates, time on the image clock (µs, int64) and polarity (0/1).
+
+    ``len(events)`` is the number of events; ``x, y, t, p = events`` unpacks the arrays. An empty slice is
+    still truthy: ``None``, not an empty slice, means "the recording does not cover this window".
+    """
 
     x: np.ndarray
     y: np.ndarray
     t: np.ndarray
     p: np.ndarray
 
-    def __len__(self) -> int:  # the number of events, not of fields
+    def __len__(self) -> int:
         return len(self.t)
+
+    def __iter__(self):
+        return iter((self.x, self.y, self.t, self.p))
+
+    def __bool__(self) -> bool:
+        return True
 
 
 class EventSlicer:
@@ -74,18 +85,17 @@ class EventSlicer:
             raise DataError(self.path, f"lacks the dataset(s) {', '.join(missing)} of the DSEC event format",
                             "use the events.h5 from the official <seq>_events_left.zip (or a converter that "
                             "writes events/{x,y,t,p}, ms_to_idx and t_offset)")
-        self._x, self._y, self._t, self._p = (self._h5[f"events/{f}"] for f in EVENT_FIELDS)
-        lengths = {f: len(d) for f, d in zip(EVENT_FIELDS, (self._x, self._y, self._t, self._p))}
+        lengths = {f: len(self._h5[f"events/{f}"]) for f in EVENT_FIELDS}
         if len(set(lengths.values())) != 1:
             raise DataError(self.path, f"the event arrays have different lengths {lengths}",
                             "the file is truncated or was written incorrectly: re-download it")
         self.num_events = lengths["t"]
         if "t_offset" in self._h5:
-            self.t_offset = int(np.asarray(self._h5["t_offset"][()]).reshape(-1)[0])
+            self.t_offset = int(self._read("t_offset").reshape(-1)[0])
         else:  # the official slicer does the same; such files already hold image-clock times
             warnings.warn(f"{self.path}: no t_offset dataset; using 0 as the official DSEC slicer does")
             self.t_offset = 0
-        self.ms_to_idx = np.asarray(self._h5["ms_to_idx"][()], dtype=np.int64)
+        self.ms_to_idx = self._read("ms_to_idx", dtype=np.int64)
         # Reading one value decompresses one chunk: this is where a missing Blosc filter shows up.
         n = self.num_events
         self._t_first = int(self._read_t(0, 1)[0]) if n else 0
@@ -97,16 +107,21 @@ class EventSlicer:
                             "the file is truncated or ms_to_idx was built from fewer events: re-download it "
                             "or rebuild ms_to_idx from events/t")
 
-    def _read_t(self, i0: int, i1: int) -> np.ndarray:
+    def _read(self, name: str, start: int | None = None, stop: int | None = None, dtype=None) -> np.ndarray:
+        """``name[start:stop]`` (the whole dataset by default), with HDF5 filter errors made clear."""
         try:
-            return np.asarray(self._t[i0:i1], dtype=np.int64)
+            dataset = self._h5[name]
+            return np.asarray(dataset[()] if start is None else dataset[start:stop], dtype=dtype)
         except OSError as err:
             if "filter" in str(err).lower() or "plugin" in str(err).lower():
-                raise DataError(self.path, "its events are compressed with the Blosc/ZSTD HDF5 filter, which "
-                                "is not registered in this Python", "pip install hdf5plugin (it is pinned in "
+                raise DataError(self.path, f"{name} is compressed with the Blosc/ZSTD HDF5 filter, which is not "
+                                "registered in this Python", "pip install hdf5plugin (it is pinned in "
                                 "envs/requirements.txt); evseg imports it before opening the file") from err
-            raise DataError(self.path, f"reading events/t[{i0}:{i1}] failed ({err})",
+            raise DataError(self.path, f"reading {name}[{start}:{stop}] failed ({err})",
                             "the file is probably truncated: re-download it") from err
+
+    def _read_t(self, i0: int, i1: int) -> np.ndarray:
+        return self._read("events/t", i0, i1, dtype=np.int64)
 
     # -- public API ------------------------------------------------------------------------------------
 
@@ -158,8 +173,8 @@ class EventSlicer:
         return self._events(start, end, self._read_t(start, end))
 
     def _events(self, i0: int, i1: int, t_rel: np.ndarray) -> Events:
-        return Events(x=np.asarray(self._x[i0:i1]), y=np.asarray(self._y[i0:i1]),
-                      t=np.add(t_rel, self.t_offset, dtype=np.int64), p=np.asarray(self._p[i0:i1]))
+        return Events(x=self._read("events/x", i0, i1), y=self._read("events/y", i0, i1),
+                      t=np.add(t_rel, self.t_offset, dtype=np.int64), p=self._read("events/p", i0, i1))
 
     def close(self) -> None:
         self._h5.close()

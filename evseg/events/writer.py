@@ -56,6 +56,11 @@ class EventsH5Appender:
             return
         if t_rel_us[0] < max(self._t_last, 0) or np.any(np.diff(t_rel_us) < 0):
             raise ValueError("event times must be sorted and non-negative, also across appended pieces")
+        for name, values in (("x", x), ("y", y), ("t", t_rel_us), ("p", p)):
+            dtype = self._datasets[name].dtype
+            high = 1 if name == "p" else np.iinfo(dtype).max
+            if np.min(values) < 0 or np.max(values) > high:  # DSEC's dtypes would silently wrap
+                raise ValueError(f"events/{name} holds values outside [0, {high}] ({dtype} in the DSEC format)")
         # ms_to_idx for the milliseconds whose first event is in this piece: 1000*ms in (previous last t, last t].
         first_ms, last_ms = self._t_last // 1000 + 1, int(t_rel_us[-1]) // 1000
         ms = np.arange(first_ms, last_ms + 1, dtype=np.int64)

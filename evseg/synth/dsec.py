@@ -41,7 +41,7 @@ class DriveConfig:
     render_fps: int = 400  # high enough that texture moves about a pixel or less per frame
     label_hz: int = 20
     speed_mps: tuple[float, float] = (7.0, 11.0)
-    t_offset_us: int = 1_000_000_000
+    t_offset_us: int = 50_000_000_000  # DSEC-like: above 2**32, so clock arithmetic must be int64
     esim: EsimConfig = field(default_factory=EsimConfig)
 
 

@@ -73,7 +73,10 @@ class EventSimulator:
                 active = n >= k
                 level = ref + k * s * c
                 t = np.clip(np.rint(t0 + (level - l0) / d * (t1 - t0)), t0, t1).astype(np.int64)
-                emit = active & (t - last >= self.cfg.refractory_us)
+                # ESIM stops at a level that is not strictly past log0 in the direction of change (the
+                # reference can lag behind log0 after a frame pair the pixel skipped as unchanged).
+                past_start = s * (level - l0) > 0
+                emit = active & past_start & (t - last >= self.cfg.refractory_us)
                 last = np.where(emit, t, last)
                 xs.append(cols[emit])
                 ys.append(rows[emit])

@@ -243,6 +243,9 @@ def main():
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    missed = [name for name in ("speed", "memory") if name in results and not results[name]["met"]]
+    if missed:
+        sys.exit(f"target missed: {', '.join(missed)}")
 
 
 if __name__ == "__main__":
