@@ -85,7 +85,9 @@ class EventSlicer:
             raise DataError(self.path, f"lacks the dataset(s) {', '.join(missing)} of the DSEC event format",
                             "use the events.h5 from the official <seq>_events_left.zip (or a converter that "
                             "writes events/{x,y,t,p}, ms_to_idx and t_offset)")
-        lengths = {f: len(self._h5[f"events/{f}"]) for f in EVENT_FIELDS}
+        self._datasets = {name: self._h5[name] for name in self._h5 if isinstance(self._h5[name], h5py.Dataset)}
+        self._datasets.update({f"events/{f}": self._h5[f"events/{f}"] for f in EVENT_FIELDS})
+        lengths = {f: len(self._datasets[f"events/{f}"]) for f in EVENT_FIELDS}
         if len(set(lengths.values())) != 1:
             raise DataError(self.path, f"the event arrays have different lengths {lengths}",
                             "the file is truncated or was written incorrectly: re-download it")
@@ -110,7 +112,7 @@ class EventSlicer:
     def _read(self, name: str, start: int | None = None, stop: int | None = None, dtype=None) -> np.ndarray:
         """``name[start:stop]`` (the whole dataset by default), with HDF5 filter errors made clear."""
         try:
-            dataset = self._h5[name]
+            dataset = self._datasets[name]  # kept open: HDF5's chunk cache then serves overlapping windows
             return np.asarray(dataset[()] if start is None else dataset[start:stop], dtype=dtype)
         except OSError as err:
             if "filter" in str(err).lower() or "plugin" in str(err).lower():
@@ -170,7 +172,7 @@ class EventSlicer:
             i1 = int(self.ms_to_idx[hi_ms]) if hi_ms < len(self.ms_to_idx) else self.num_events
             end = i0 + int(np.searchsorted(self._read_t(i0, i1), t1, side="left"))
         start = max(end - int(num_events), 0)
-        return self._events(start, end, self._read_t(start, end))
+        return self._events(start, end, self._read("events/t", start, end))  # stored dtype; _events widens
 
     def _events(self, i0: int, i1: int, t_rel: np.ndarray) -> Events:
         return Events(x=self._read("events/x", i0, i1), y=self._read("events/y", i0, i1),
