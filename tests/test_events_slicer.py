@@ -90,6 +90,9 @@ def test_appended_pieces_write_the_same_file(recording, tmp_path):
         for name in ("events/x", "events/y", "events/t", "events/p", "ms_to_idx", "t_offset"):
             np.testing.assert_array_equal(a[name][()], b[name][()])
         ms_to_idx = a["ms_to_idx"][()]
+        for name, values in (("x", x), ("y", y), ("t", t), ("p", p)):  # what was written, independently
+            np.testing.assert_array_equal(b[f"events/{name}"][()], values)
+        assert int(b["t_offset"][0]) == T_OFFSET
     for ms in range(len(ms_to_idx)):  # brute force: the first event at or after 1000 * ms
         assert ms_to_idx[ms] == np.argmax(np.append(t, np.inf) >= 1000 * ms)
     assert len(ms_to_idx) == t[-1] // 1000 + 2

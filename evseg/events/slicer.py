@@ -29,6 +29,7 @@ except ImportError:  # reported with a fix when a compressed file is actually re
     hdf5plugin = None
 
 EVENT_FIELDS = ("x", "y", "t", "p")
+CHUNK_CACHE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class EventSlicer:
             raise DataError(self.path, "the events file does not exist",
                             "check the dataset root in the config; DSEC puts it at <seq>/events/left/events.h5")
         try:
-            self._h5 = h5py.File(self.path, "r")
+            # A chunk cache of 16 MB per dataset holds a 2M-event ESS window, so consecutive samples whose
+            # windows overlap decompress only the new chunks.
+            self._h5 = h5py.File(self.path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
         except OSError as err:
             raise DataError(self.path, f"is not a readable HDF5 file ({err})",
                             "re-download or re-unpack the sequence's events archive") from err
@@ -85,8 +88,8 @@ class EventSlicer:
             raise DataError(self.path, f"lacks the dataset(s) {', '.join(missing)} of the DSEC event format",
                             "use the events.h5 from the official <seq>_events_left.zip (or a converter that "
                             "writes events/{x,y,t,p}, ms_to_idx and t_offset)")
-        self._datasets = {name: self._h5[name] for name in self._h5 if isinstance(self._h5[name], h5py.Dataset)}
-        self._datasets.update({f"events/{f}": self._h5[f"events/{f}"] for f in EVENT_FIELDS})
+        names = [f"events/{f}" for f in EVENT_FIELDS] + [n for n in ("ms_to_idx", "t_offset") if n in self._h5]
+        self._datasets = {name: self._h5[name] for name in names}
         lengths = {f: len(self._datasets[f"events/{f}"]) for f in EVENT_FIELDS}
         if len(set(lengths.values())) != 1:
             raise DataError(self.path, f"the event arrays have different lengths {lengths}",
