@@ -8,30 +8,13 @@ dataset has one) and the label.
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from evseg.data import DsecSemantic
 from evseg.data.classes import count_pixels
-from evseg.data.dsec import read_timestamps
+from evseg.data.dsec import AlignedFrames
 from evseg.stage import run_stage
 from evseg.viz import event_frame, gray, panel, placeholder, save_rgb, signed_map
-
-
-class AlignedFrames:
-    """The sequence's ``images/left/ev_inf`` frames (grayscale, in the event camera's view), by timestamp."""
-
-    def __init__(self, sequence_dir: Path):
-        stamps_path = sequence_dir / "images/timestamps.txt"
-        self.paths = sorted((sequence_dir / "images/left/ev_inf").glob("*.png"))
-        self.stamps = read_timestamps(stamps_path) if self.paths and stamps_path.is_file() else np.zeros(0, np.int64)
-
-    def at(self, t_us: int, size):
-        """The frame taken at ``t_us``, cropped to ``size``, or None."""
-        hits = np.nonzero(self.stamps[: len(self.paths)] == t_us)[0]
-        if len(hits) == 0:
-            return None
-        return cv2.imread(str(self.paths[hits[0]]), cv2.IMREAD_GRAYSCALE)[: size[0], : size[1]]
 
 
 def main(input, output, params, threads):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from evseg.data.classes import IDENTITY, NUM_CLASSES_TO_SET, read_label_png
@@ -215,3 +216,20 @@ class DsecSemantic:
         for slicer in self._slicers.values():
             slicer.close()
         self._slicers.clear()
+
+
+class AlignedFrames:
+    """A sequence's ``images/left/ev_inf`` frames (grayscale, aligned with the event camera; the synthetic
+    benchmark writes them as ground truth), looked up by timestamp."""
+
+    def __init__(self, sequence_dir: Path):
+        stamps_path = sequence_dir / "images/timestamps.txt"
+        self.paths = sorted((sequence_dir / "images/left/ev_inf").glob("*.png"))
+        self.stamps = read_timestamps(stamps_path) if self.paths and stamps_path.is_file() else np.zeros(0, np.int64)
+
+    def at(self, t_us: int, size):
+        """The frame taken at ``t_us``, cropped to ``size``, or None."""
+        hits = np.nonzero(self.stamps[: len(self.paths)] == t_us)[0]
+        if len(hits) == 0:
+            return None
+        return cv2.imread(str(self.paths[hits[0]]), cv2.IMREAD_GRAYSCALE)[: size[0], : size[1]]
