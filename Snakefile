@@ -11,8 +11,10 @@ min_version("9.0")
 include: "rules/common.smk"
 include: "rules/synthesize.smk"
 include: "rules/inspect.smk"
+include: "rules/reconstruct.smk"
 
 
 rule all:
     input:
         inspect_outputs(),
+        reconstruct_outputs(),

@@ -33,6 +33,14 @@ def check_config():
                     f"(the synthesize rules write only under synthetic.root), not {root!r}. "
                     "Set synthetic.enabled: false to use a real dataset."
                 )
+    recon = config["reconstruct"]
+    if recon["method"] in ("e2vid", "firenet") and not recon["checkpoint"]:
+        raise ValueError(
+            f"config: reconstruct.method is {recon['method']!r} but reconstruct.checkpoint is empty. "
+            "E2VID: download http://rpg.ifi.uzh.ch/data/E2VID/models/E2VID_lightweight.pth.tar; "
+            "FireNet: place firenet_1000.pth.tar (Google Drive link in the FireNet README) by hand; "
+            "then set reconstruct.checkpoint to its path. The training-free method is 'highpass'."
+        )
     height, width = config["dsec"]["sensor_size"]
     if config["dsec"]["label_height"] > height:
         raise ValueError(
@@ -76,6 +84,17 @@ def config_subset(section, *keys):
 
 def resources_of(rule_name):
     return config["resources"][rule_name]
+
+
+def reconstruct_inputs(wildcards):
+    inputs = {"sequence": f"{DSEC_ROOT}/{wildcards.split}/{wildcards.seq}"}
+    if config["reconstruct"]["method"] != "highpass":
+        inputs["checkpoint"] = config["reconstruct"]["checkpoint"]
+    return inputs
+
+
+def reconstruct_outputs():
+    return [f"{RESULTS}/reconstruct/{split}/{seq}.png" for split, seq in dsec_sequences()]
 
 
 def inspect_outputs():

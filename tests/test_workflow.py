@@ -49,6 +49,9 @@ def test_tiny_end_to_end(tmp_path):
     stats = json.loads((inspect / "test/synth_10_a.json").read_text())
     assert sum(stats["class_pixels"].values()) + stats["ignored_pixels"] == 5 * 33 * 48  # the 5 protocol labels
     assert (tmp_path / "data/synthetic/logs/synthesize_dsec/train/synth_00_a.log").exists()
+    manifest = pd.read_csv(tmp_path / "results/tiny/reconstruct/test/synth_10_a/manifest.csv")
+    assert list(manifest.sample_id) == [f"synth_10_a/{i:06d}" for i in (6, 8, 10, 12, 14)]
+    assert len(list((tmp_path / "results/tiny/reconstruct/test/synth_10_a").glob("*.png"))) == 5
     # a second run has nothing to do; editing one stage's setting reruns exactly that stage and what follows
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout
     changed = tmp_path / "changed.yaml"
@@ -82,3 +85,25 @@ def test_conda_env_has_the_same_pins():
     env = yaml.safe_load((REPO / "envs/evseg.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pip == [p for p in pins if p]
+
+
+@pytest.mark.slow
+def test_reconstruct_with_an_official_format_e2vid_checkpoint(tmp_path):
+    from evseg.recon.checkpoint import build_reconstruction_model, save_reconstruction_model
+
+    config = {"num_bins": 5, "base_num_channels": 8, "num_encoders": 2, "num_residual_blocks": 1, "norm": "BN",
+              "use_upsample_conv": False, "skip_type": "sum", "recurrent_block_type": "convlstm"}
+    checkpoint = tmp_path / "E2VID_tiny.pth.tar"
+    save_reconstruction_model(checkpoint, build_reconstruction_model("E2VIDRecurrent", config), "E2VIDRecurrent",
+                              config)
+    run_config = tmp_path / "e2vid.yaml"
+    run_config.write_text((REPO / "tests/configs/tiny.yaml").read_text()
+                          + f"reconstruct: {{method: e2vid, checkpoint: {checkpoint}, mode: per_sample}}\n")
+    target = "results/tiny/reconstruct/test/synth_10_a.png"
+    snakemake(tmp_path, target, "--cores", "2", "--configfile", str(run_config))  # --configfile takes all that follows
+    stats = json.loads((tmp_path / "results/tiny/reconstruct/test/synth_10_a.json").read_text())
+    assert stats["method"] == "e2vid" and stats["mode"] == "per_sample" and stats["frames"] == 5
+    missing = tmp_path / "no_weights.yaml"
+    missing.write_text((REPO / "tests/configs/tiny.yaml").read_text() + "reconstruct: {method: e2vid}\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(missing), check=False)
+    assert result.returncode != 0 and "E2VID_lightweight.pth.tar" in result.stdout + result.stderr
