@@ -41,6 +41,11 @@ def check_config():
             "FireNet: place firenet_1000.pth.tar (Google Drive link in the FireNet README) by hand; "
             "then set reconstruct.checkpoint to its path. The training-free method is 'highpass'."
         )
+    if recon["fixed_rate_hz"] > 0 and recon["mode"] != "stream":
+        raise ValueError(
+            "config: reconstruct.fixed_rate_hz needs reconstruct.mode: stream (per_sample "
+            "reconstructs only at the label times)"
+        )
     height, width = config["dsec"]["sensor_size"]
     if config["dsec"]["label_height"] > height:
         raise ValueError(

@@ -1,9 +1,10 @@
 """Rule reconstruct: event-to-image reconstruction of one sequence at the protocol's label times.
 
 Writes ``<label index:06d>.png`` (uint8, the label rows of the rectified frame) and ``manifest.csv``
-(sample id, timestamp, events used) into the output folder, a picture of events / reconstruction / frame
-triplets, and statistics, including the correlation with the ground-truth frames when the dataset has them
-(the synthetic benchmark's ``images/left/ev_inf``).
+(sample id, timestamp, events used since the previous frame written) into the output folder; with
+``fixed_rate_hz`` (stream mode) also ``fixed_rate/<timestamp_us>.png`` and its manifest. Also a picture of
+events / reconstruction / frame triplets, and statistics, including the correlation with the ground-truth
+frames when the dataset has them (the synthetic benchmark's ``images/left/ev_inf``).
 """
 
 import json
@@ -43,11 +44,17 @@ def main(input, output, params, threads):
     out_dir = Path(output.frames)
     out_dir.mkdir(parents=True, exist_ok=True)
     times = [data.timestamp_us(i) for i in range(len(data))]
+    outputs = [(t, i) for i, t in enumerate(times)]  # (time, sample index or None for a fixed-rate frame)
 
     if cfg["mode"] == "stream":
         size = window_size(cfg["events_per_pixel"], height, width)
-        logging.info("streaming %d outputs, windows of %d events", len(times), size)
-        frames = stream_frames(data.slicer(sequence_dir.name), data.rectify_map(sequence_dir.name), times,
+        slicer = data.slicer(sequence_dir.name)
+        if cfg["fixed_rate_hz"] > 0:
+            step = round(1e6 / cfg["fixed_rate_hz"])
+            extra = set(range(slicer.time_range_us[0] + step, times[-1], step)) - set(times)
+            outputs = sorted(outputs + [(t, None) for t in extra], key=lambda o: o[0])
+        logging.info("streaming %d outputs, windows of %d events", len(outputs), size)
+        frames = stream_frames(slicer, data.rectify_map(sequence_dir.name), [t for t, _ in outputs],
                                reconstructor, size)
     else:
         def per_sample():
@@ -58,18 +65,26 @@ def main(input, output, params, threads):
 
     truth = AlignedFrames(sequence_dir)
     shown = set(np.linspace(0, len(data) - 1, min(cfg["pictures"], len(data))).round().astype(int).tolist())
-    rows, records = [], []
-    for i, frame, used in tqdm(frames, total=len(times), desc=sequence_dir.name, mininterval=2):
+    rows, records, rate_records = [], [], []
+    for k, frame, used in tqdm(frames, total=len(outputs), desc=sequence_dir.name, mininterval=2):
+        t, i = outputs[k]
         image = np.rint(np.clip(frame[:label_height], 0, 1) * 255).astype(np.uint8)
+        if i is None:  # a fixed-rate frame
+            (out_dir / "fixed_rate").mkdir(exist_ok=True)
+            cv2.imwrite(str(out_dir / "fixed_rate" / f"{t}.png"), image)
+            rate_records.append({"timestamp_us": t, "events_used": used})
+            continue
         name, index = data.samples[i]
         cv2.imwrite(str(out_dir / f"{index:06d}.png"), image)
-        reference = truth.at(times[i], (label_height, width))
-        records.append({"sample_id": data.ids[i], "timestamp_us": times[i], "events_used": used,
+        reference = truth.at(t, (label_height, width))
+        records.append({"sample_id": data.ids[i], "timestamp_us": t, "events_used": used,
                         "correlation": pearson(image, reference) if reference is not None else np.nan})
         if i in shown:
             x, y, _, p = data.events_in_window(i, 50_000)
             rows.append([event_frame(x, y, p, label_height, width), gray(image),
                          gray(reference) if reference is not None else placeholder(label_height, width, "no frame")])
+    if rate_records:
+        pd.DataFrame(rate_records).to_csv(out_dir / "fixed_rate" / "manifest.csv", index=False)
     manifest = pd.DataFrame(records)
     manifest.to_csv(out_dir / "manifest.csv", index=False)
     save_rgb(output.picture, panel(rows, ["events 50 ms", f"{cfg['method']} ({cfg['mode']})", "frame"]))

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
@@ -18,6 +20,14 @@ def snakemake(workdir, *args, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def tiny_config_with(path, **sections):
+    """tests/configs/tiny.yaml with whole top-level sections replaced."""
+    config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    config.update(sections)
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def test_dry_run_default_config(tmp_path):
@@ -52,6 +62,8 @@ def test_tiny_end_to_end(tmp_path):
     manifest = pd.read_csv(tmp_path / "results/tiny/reconstruct/test/synth_10_a/manifest.csv")
     assert list(manifest.sample_id) == [f"synth_10_a/{i:06d}" for i in (6, 8, 10, 12, 14)]
     assert len(list((tmp_path / "results/tiny/reconstruct/test/synth_10_a").glob("*.png"))) == 5
+    rate = pd.read_csv(tmp_path / "results/tiny/reconstruct/test/synth_10_a/fixed_rate/manifest.csv")
+    assert (np.diff(rate.timestamp_us) % 40_000 == 0).all() and len(rate) > 5  # 25 Hz, minus the label times
     # a second run has nothing to do; editing one stage's setting reruns exactly that stage and what follows
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout
     changed = tmp_path / "changed.yaml"
@@ -79,8 +91,6 @@ def test_synthetic_rules_never_point_at_real_data(tmp_path):
 
 
 def test_conda_env_has_the_same_pins():
-    import yaml
-
     pins = [line.split("#")[0].strip() for line in (REPO / "envs/requirements.txt").read_text().splitlines()]
     env = yaml.safe_load((REPO / "envs/evseg.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -96,14 +106,12 @@ def test_reconstruct_with_an_official_format_e2vid_checkpoint(tmp_path):
     checkpoint = tmp_path / "E2VID_tiny.pth.tar"
     save_reconstruction_model(checkpoint, build_reconstruction_model("E2VIDRecurrent", config), "E2VIDRecurrent",
                               config)
-    run_config = tmp_path / "e2vid.yaml"
-    run_config.write_text((REPO / "tests/configs/tiny.yaml").read_text()
-                          + f"reconstruct: {{method: e2vid, checkpoint: {checkpoint}, mode: per_sample}}\n")
+    run_config = tiny_config_with(tmp_path / "e2vid.yaml",
+                                  reconstruct={"method": "e2vid", "checkpoint": str(checkpoint), "mode": "per_sample"})
     target = "results/tiny/reconstruct/test/synth_10_a.png"
     snakemake(tmp_path, target, "--cores", "2", "--configfile", str(run_config))  # --configfile takes all that follows
     stats = json.loads((tmp_path / "results/tiny/reconstruct/test/synth_10_a.json").read_text())
     assert stats["method"] == "e2vid" and stats["mode"] == "per_sample" and stats["frames"] == 5
-    missing = tmp_path / "no_weights.yaml"
-    missing.write_text((REPO / "tests/configs/tiny.yaml").read_text() + "reconstruct: {method: e2vid}\n")
+    missing = tiny_config_with(tmp_path / "no_weights.yaml", reconstruct={"method": "e2vid"})
     result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(missing), check=False)
     assert result.returncode != 0 and "E2VID_lightweight.pth.tar" in result.stdout + result.stderr
