@@ -91,11 +91,20 @@ def resources_of(rule_name):
     return config["resources"][rule_name]
 
 
-def reconstruct_inputs(wildcards):
-    inputs = {"sequence": f"{DSEC_ROOT}/{wildcards.split}/{wildcards.seq}"}
+def _with_checkpoint(inputs):
     if config["reconstruct"]["method"] != "highpass":
         inputs["checkpoint"] = config["reconstruct"]["checkpoint"]
     return inputs
+
+
+def reconstruct_inputs(wildcards):
+    return _with_checkpoint({"sequences": f"{DSEC_ROOT}/{wildcards.split}/{wildcards.seq}"})
+
+
+def reconstruct_inputs_of_split(split):
+    """Inputs of the batched job of one split (all its sequences), as an input function."""
+    sequences = [f"{DSEC_ROOT}/{split}/{seq}" for seq in config["dsec"]["sequences"][split]]
+    return lambda wildcards: _with_checkpoint({"sequences": sequences})
 
 
 def reconstruct_outputs():

@@ -1,28 +1,73 @@
-# Event-to-image reconstruction at the protocol's label times (high-pass filter, E2VID or FireNet).
+# Event-to-image reconstruction at the protocol's label times (high-pass filter, E2VID or FireNet):
+# one job per sequence, or with reconstruct.batch_sequences one job per split whose sequences run through
+# the network as one batch.
 
 
-rule reconstruct:
-    input:
-        unpack(reconstruct_inputs),
-    output:
-        frames=directory(f"{RESULTS}/reconstruct/{{split}}/{{seq}}"),
-        picture=f"{RESULTS}/reconstruct/{{split}}/{{seq}}.png",
-        stats=f"{RESULTS}/reconstruct/{{split}}/{{seq}}.json",
-    log:
-        f"{RESULTS}/logs/reconstruct/{{split}}/{{seq}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/reconstruct/{{split}}/{{seq}}.tsv"
-    conda:
-        "../envs/evseg.yaml"
-    threads: resources_of("reconstruct")["threads"]
-    resources:
-        mem_mb=resources_of("reconstruct")["mem_mb"],
-        runtime=resources_of("reconstruct")["runtime"],
-        gpu=resources_of("reconstruct")["gpu"],
-    params:
-        dsec=config_subset(
-            "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
-        ),
-        reconstruct=config["reconstruct"],
-    script:
-        "../stages/reconstruct.py"
+if not config["reconstruct"]["batch_sequences"]:
+
+    rule reconstruct:
+        input:
+            unpack(reconstruct_inputs),
+        output:
+            frames=directory(f"{RESULTS}/reconstruct/{{split}}/{{seq}}"),
+            pictures=f"{RESULTS}/reconstruct/{{split}}/{{seq}}.png",
+            stats=f"{RESULTS}/reconstruct/{{split}}/{{seq}}.json",
+        log:
+            f"{RESULTS}/logs/reconstruct/{{split}}/{{seq}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/reconstruct/{{split}}/{{seq}}.tsv"
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("reconstruct")["threads"]
+        resources:
+            mem_mb=resources_of("reconstruct")["mem_mb"],
+            runtime=resources_of("reconstruct")["runtime"],
+            gpu=resources_of("reconstruct")["gpu"],
+        params:
+            dsec=config_subset(
+                "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
+            ),
+            reconstruct=config["reconstruct"],
+        script:
+            "../stages/reconstruct.py"
+
+else:
+
+    for split in SPLITS:
+
+        rule:
+            name:
+                f"reconstruct_{split}"
+            input:
+                unpack(reconstruct_inputs_of_split(split)),
+            output:
+                frames=[
+                    directory(f"{RESULTS}/reconstruct/{split}/{seq}")
+                    for seq in config["dsec"]["sequences"][split]
+                ],
+                pictures=[
+                    f"{RESULTS}/reconstruct/{split}/{seq}.png"
+                    for seq in config["dsec"]["sequences"][split]
+                ],
+                stats=[
+                    f"{RESULTS}/reconstruct/{split}/{seq}.json"
+                    for seq in config["dsec"]["sequences"][split]
+                ],
+            log:
+                f"{RESULTS}/logs/reconstruct/{split}.log",
+            benchmark:
+                f"{RESULTS}/benchmarks/reconstruct/{split}.tsv"
+            conda:
+                "../envs/evseg.yaml"
+            threads: resources_of("reconstruct")["threads"]
+            resources:
+                mem_mb=resources_of("reconstruct")["mem_mb"],
+                runtime=resources_of("reconstruct")["runtime"],
+                gpu=resources_of("reconstruct")["gpu"],
+            params:
+                dsec=config_subset(
+                    "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
+                ),
+                reconstruct=config["reconstruct"],
+            script:
+                "../stages/reconstruct.py"

@@ -9,7 +9,7 @@ from evseg.errors import DataError
 from evseg.events import rectify_events
 from evseg.recon.checkpoint import build_reconstruction_model
 from evseg.recon.highpass import HighPassConfig, HighPassFilter
-from evseg.recon.stream import NetworkReconstructor, per_sample_frame, stream_frames
+from evseg.recon.stream import NetworkReconstructor, per_sample_frame, stream_frames, stream_frames_batched
 from evseg.synth.dsec import DriveConfig, write_dsec_sequence
 from tests.conftest import make_dsec_sequence
 
@@ -122,3 +122,30 @@ def test_outputs_past_the_recording_are_refused(tmp_path):
         list(stream_frames(data.slicer("seq"), data.rectify_map("seq"), [last + 5_000_000],
                            HighPassFilter(24, 32, HighPassConfig()), 100))
     assert str(seq / "events/left/events.h5") in str(err.value) and "fix:" in str(err.value)
+
+
+@pytest.mark.parametrize("arch", ["E2VIDRecurrent", "FireNet"])
+def test_batched_sequences_give_the_same_frames(drive, tmp_path, arch):
+    """Several sequences in one batch (how they share a GPU) must give each sequence's own frames."""
+    cfg = DriveConfig(sensor_size=SENSOR, label_height=LABEL_HEIGHT, duration_s=0.8, render_fps=200)
+    write_dsec_sequence(tmp_path / "test" / "other", seed=3, cfg=cfg, progress=False)
+    other = DsecSemantic(tmp_path, "test", ["other"], sensor_size=SENSOR, label_height=LABEL_HEIGHT)
+    sources = [(d.slicer(n), d.rectify_map(n), [d.timestamp_us(i) for i in range(len(d))])
+               for d, n in ((drive, "synth_10_a"), (other, "other"))]
+    if arch == "E2VIDRecurrent":
+        config = {"num_bins": 5, "base_num_channels": 8, "num_encoders": 2, "num_residual_blocks": 1, "norm": "BN"}
+    else:
+        config = {"num_bins": 5, "base_num_channels": 8}
+    model = build_reconstruction_model(arch, config)
+    make = lambda streams: NetworkReconstructor(model, 5, *SENSOR, model.pad_multiple, "cpu", streams=streams)  # noqa: E731
+    batched = {}
+    for s, k, frame, used in stream_frames_batched(sources, make(2), events_per_window=3000):
+        batched[s, k] = (frame, used)
+    for s, (slicer, rmap, times) in enumerate(sources):
+        alone = list(stream_frames(slicer, rmap, times, make(1), events_per_window=3000))
+        assert len(alone) == len(times)
+        for k, frame, used in alone:
+            np.testing.assert_allclose(batched[s, k][0], frame, atol=1e-5)
+            assert batched[s, k][1] == used
+    assert len(batched) == sum(len(src[2]) for src in sources)
+    other.close()

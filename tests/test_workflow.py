@@ -112,6 +112,18 @@ def test_reconstruct_with_an_official_format_e2vid_checkpoint(tmp_path):
     snakemake(tmp_path, target, "--cores", "2", "--configfile", str(run_config))  # --configfile takes all that follows
     stats = json.loads((tmp_path / "results/tiny/reconstruct/test/synth_10_a.json").read_text())
     assert stats["method"] == "e2vid" and stats["mode"] == "per_sample" and stats["frames"] == 5
+    # one job per split, its sequences as one batch
+    batched = tiny_config_with(tmp_path / "batched.yaml",
+                               dsec={**yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())["dsec"],
+                                     "sequences": {"train": ["synth_00_a", "synth_01_a"], "test": ["synth_10_a"]}},
+                               reconstruct={"method": "e2vid", "checkpoint": str(checkpoint), "batch_sequences": True})
+    plan = snakemake(tmp_path, "results/tiny/reconstruct/train/synth_01_a.png", "-n", "--cores", "1",
+                     "--configfile", str(batched)).stdout
+    assert "reconstruct_train" in plan and "rule reconstruct:" not in plan
+    snakemake(tmp_path, "results/tiny/reconstruct/train/synth_01_a.png", "--cores", "2", "--configfile", str(batched))
+    for seq in ("synth_00_a", "synth_01_a"):
+        stats = json.loads((tmp_path / f"results/tiny/reconstruct/train/{seq}.json").read_text())
+        assert stats["method"] == "e2vid" and stats["mode"] == "stream" and stats["frames"] == 5
     missing = tiny_config_with(tmp_path / "no_weights.yaml", reconstruct={"method": "e2vid"})
     result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(missing), check=False)
     assert result.returncode != 0 and "E2VID_lightweight.pth.tar" in result.stdout + result.stderr

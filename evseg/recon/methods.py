@@ -19,8 +19,12 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def build_reconstructor(cfg: dict, height: int, width: int, checkpoint: str | Path | None = None):
-    """A reconstructor with ``reset``, ``update`` and ``frame`` for a rectified frame of (height, width)."""
+def build_reconstructor(cfg: dict, height: int, width: int, checkpoint: str | Path | None = None,
+                        streams: int = 1):
+    """A reconstructor with ``reset``, ``update`` and ``frame`` for a rectified frame of (height, width).
+
+    Networks carry ``streams`` independent states (sequences batched together); the high-pass filter
+    handles one sequence at a time (it is reset between sequences)."""
     method = cfg["method"]
     if method == "highpass":
         return HighPassFilter(height, width, HighPassConfig(**cfg["highpass"]))
@@ -36,4 +40,5 @@ def build_reconstructor(cfg: dict, height: int, width: int, checkpoint: str | Pa
     # Inputs are padded as the reference pipeline pads them: E2VID to a multiple of 2**num_encoders, FireNet
     # to 16 (BaseE2VID's default num_encoders), which keeps frames equal to the reference's near the border.
     return NetworkReconstructor(model, model_cfg["num_bins"], height, width, model.pad_multiple, device,
-                                unsharp=cfg["unsharp"], auto_hdr=cfg["auto_hdr"], squash=method == "firenet")
+                                unsharp=cfg["unsharp"], auto_hdr=cfg["auto_hdr"], squash=method == "firenet",
+                                streams=streams)
