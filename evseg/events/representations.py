@@ -23,10 +23,13 @@ def _splat_trilinear(x, y, t, p, grid, official_truncation):
     n = len(t)
     t_first = float(t[0])
     span = float(t[n - 1]) - t_first
-    scale = (bins - 1) / span if span > 0 else 0.0
+    # (bins - 1) * (t - t0) / span, in this order, puts the last event exactly on the last bin
+    # (multiplying by a precomputed (bins - 1) / span can leave a 1e-16 share on the bin before).
+    top = float(bins - 1) if span > 0 else 0.0
+    span = span if span > 0 else 1.0
     for i in range(n):
         xi, yi = float(x[i]), float(y[i])
-        ti = (float(t[i]) - t_first) * scale
+        ti = top * (float(t[i]) - t_first) / span
         value = 1.0 if p[i] > 0 else -1.0
         x0, y0, t0 = int(np.floor(xi)), int(np.floor(yi)), int(np.floor(ti))
         if xi >= 0.0 and yi >= 0.0 and x0 < width - 1 and y0 < height - 1 and 0 <= t0 < bins - 1:

@@ -1,58 +1,57 @@
 """Benchmark of streaming reconstruction: frames per second of ``stream_frames`` against a naive per-frame loop.
 
 Run ``python tests/benchmarks/bench_reconstruct.py [--quick] [--full] [--json PATH] [--workdir DIR]``. It is a
-script, not a pytest test: about 2 minutes on 2 CPU cores (about 30 s with ``--quick``; ``--full`` adds about a
-minute). It exits non-zero only when a correctness check fails, never on speed.
+script, not a pytest test. On 2 CPU cores it takes about 100 s (about 15 s with ``--quick``; ``--full`` adds about
+40 s). It exits non-zero only when a correctness check fails, never on speed.
 
-What is compared, in the same run. Output times every 50 ms (20 Hz, the DSEC label rate); the reconstruction
-is fed windows of 0.35 events per pixel (E2VID's default; 6,720 events at 160x120, 107,520 at 640x480).
+Setting, both sides: outputs every 50 ms (20 Hz, DSEC's label rate); E2VID is fed windows of 0.35 events per
+pixel (its default: 6,720 events at 160x120, 107,520 at 640x480), cut at every output time; the whole sequence is
+one pass with the state kept; ``torch.set_num_threads(2)`` on both sides (the numba kernels are single-threaded).
 
-- Ours, streaming: ``evseg.recon.stream.stream_frames`` over the whole sequence in one pass with the state kept:
-  events read 50 ms at a time with ``EventSlicer.get_events``, ``rectify_events`` and, for the networks, one
-  numba ``voxel_grid`` + ``e2vid_normalize`` per window, with (a) ``HighPassFilter`` (default config) and (b)
-  E2VID lightweight with random weights (``build_reconstruction_model('E2VIDRecurrent',
-  E2VID_LIGHTWEIGHT_CONFIG)``) in ``NetworkReconstructor``.
-- Naive, per frame: for every output time, the frame's events (previous output time to this one) are looked up
-  again in the file with ``EventSlicer.get_events``, rectified by indexing the map with torch, and
-  - E2VID: cut into the same windows as ours (0.35 events/px counted from the previous output time, the last
-    window cut at the output time), each window's voxel grid rebuilt from scratch with the DSEC
-    ``VoxelGrid.convert`` formula in torch (8 trilinear neighbours, ``index_put_(accumulate=True)``, floor;
-    bench_events.py's ``naive_voxel_grid``) and E2VID's normalisation in torch, on the model's device, then the
-    same model, state kept, same post-processing (``NetworkReconstructor.frame``);
-  - high-pass filter: a per-event Python loop would be a straw man (about 1000x slower than numba) that nobody
-    would write, so the naive counterpart is the filter's closed form, written in torch: with the default
-    config (no per-event decay, no frame) the filter is linear, so at output time t_k
+- Ours, streaming: ``evseg.recon.stream.stream_frames``: events read 50 ms at a time (``EventSlicer.get_events``),
+  ``rectify_events``, then (a) ``HighPassFilter`` (default config) or (b) E2VID lightweight with random weights
+  (``build_reconstruction_model('E2VIDRecurrent', E2VID_LIGHTWEIGHT_CONFIG)``, seed 0) in
+  ``NetworkReconstructor``: one numba ``voxel_grid`` + ``e2vid_normalize`` per window.
+- Naive, per frame: for every output time the frame's events (from the previous output time) are looked up again
+  in the file (``EventSlicer.get_events``) and rectified by indexing the map with torch; then
+  - E2VID: the same windows as ours (0.35 events/px counted from the previous output, the last one cut at the
+    output), each window's voxel grid rebuilt from scratch with the DSEC ``VoxelGrid.convert`` formula in torch
+    (bench_events.py's ``naive_voxel_grid``: 8 trilinear neighbours, ``index_put_(accumulate=True)``, floor;
+    time scaled in float64 as ours, see ``naive_voxel_grid``), E2VID's normalisation in torch, all on the
+    model's device; then the same model with its state kept and E2VID's post-processing (unsharp mask, [0, 1]).
+  - High-pass filter: a per-event Python loop would be a straw man (measured: 11.5 µs per event against numba's
+    0.05 µs, 250x), so the naive counterpart is the filter's closed form in torch. With the default config (no
+    per-event decay, no frame) the filter is linear: at output time t_k,
     L <- exp(-alpha (t_k - t_{k-1})) L + sum_i c_i w_i exp(-alpha (t_k - t_i)) over the frame's events (bilinear
-    shares w_i on the 4 neighbours, scattered with ``index_put_(accumulate=True)``, float64), then the same
-    display mapping in torch (``torch.quantile``). It needs no windows; the filter is exact per event, so
-    its frames do not depend on them.
-  The naive loop must give the same frames: every frame of both sides is compared (E2VID fp32 on the CPU: max
-  abs difference < 1e-3; high-pass: < 1e-5), the events per frame must be equal, and on the first frames the
-  normalised voxel grids of both sides are compared window by window (< 1e-3). Any failure stops the
-  benchmark with a non-zero exit. On CUDA the network runs in bf16 autocast (as ``NetworkReconstructor`` does
-  there), which rounds the two sides' nearly equal inputs differently: the grids are checked as on the CPU and
-  the frames against a bf16 tolerance (``GPU_FRAME_TOLERANCE``, set from the difference that bf16 autocast
-  gives on the CPU at 160x120, about 4e-3).
+    shares w_i on 4 pixels, ``index_put_(accumulate=True)``, float64), then the same display mapping with
+    ``torch.quantile``. It needs no windows: the filter is exact per event, so its frames do not depend on them.
 
-Data, written once per run (or reused from ``--workdir``):
-- 160x120: a rendered night drive (``evseg.synth.dsec.write_dsec_sequence``, ``DriveConfig(sensor_size=(120,
-  160), label_height=110, duration_s=2, render_fps=400)``, seed 3; about 10-20 s to write), i.e. real scene
-  content through the ESIM-style simulator and the sequence's own lens map: about 650k events/s, i.e. 34
-  events/pixel/s, 1.7 events/pixel per output and so about 5 windows per output.
-- 640x480: rendering the drive at this size would take many minutes, so it is DSEC-format events from edges
-  sweeping the image plus 10% uniform noise (bench_events.py's generator) at the drive's rate per pixel (about
-  10 Mev/s, so again about 5 windows per output), written with ``EventsH5Appender`` (Blosc/ZSTD), with a mild
-  radial ``rectify_map`` (``radial_rectify_map(480, 640, focal_px=500)``, corners outside the image).
+Correctness (a failure exits non-zero): the two sides must use the same events per frame and give the same frames,
+every frame compared: high-pass max |diff| < 1e-5, E2VID fp32 (CPU) < 1e-3. On the windows of the first 3 outputs
+the voxel grids are compared window by window: raw < 1e-4, normalised < 1e-3 (leaving out rounding-residue voxels,
+see ``grid_check``). On CUDA the network runs in bf16 autocast, as ``NetworkReconstructor`` does there, and bf16
+rounds the two sides' nearly equal inputs differently: grids are checked as on the CPU, frames against
+``GPU_FRAME_TOLERANCE`` (5e-2; bf16 autocast on the CPU at 160x120 gave 4.9e-3 max, 3e-6 mean).
 
-Cases (frames per second = output frames / wall time of a whole pass, median over the passes; ours and naive
-alternate). Threads: ``torch.set_num_threads(2)`` for both sides everywhere; the numba kernels (rectify, voxel
-grid, high-pass) are single-threaded.
-- CPU, always: high-pass and E2VID at 160x120 (E2VID's forward is ~90 ms there); high-pass at 640x480
-  (not with ``--quick``). E2VID at 640x480 (~1.6 s per forward) only with ``--full``, on a few frames.
-- GPU, when ``torch.cuda.is_available()``: E2VID at 640x480 on CUDA with bf16 autocast, naive grids built on
-  the GPU. The high-pass filter is CPU code (numba) and has no GPU case. Without a GPU the report says so.
-Also reported per case: windows per output, and for E2VID the network's share of the time (the forward
-alone, CUDA-synchronised), so that the rest (reading, rectifying, gridding, post-processing) can be compared.
+Data, written at the start (reused from ``--workdir`` if already there):
+- 160x120: a rendered night drive, ``write_dsec_sequence`` with ``DriveConfig(sensor_size=(120, 160),
+  label_height=110, duration_s=2, render_fps=400)``, seed 3 (about 10 s to write; 1 s with ``--quick``): real
+  scene content through the ESIM-style simulator and the sequence's own lens map. 1.3M events in 2 s, i.e.
+  34 events/pixel/s, 1.7 events/pixel per output and so about 5 windows per output.
+- 640x480: rendering at this size would take many minutes, so it is bench_events.py's DSEC-format events from
+  16 edges sweeping the image plus 10% uniform noise, at the drive's rate per pixel (10.4 Mev/s, again about 5
+  windows per output), written with ``EventsH5Appender`` (Blosc/ZSTD), with a mild radial ``rectify_map``
+  (``radial_rectify_map(480, 640, focal_px=500)``, corners outside the image); 1 s long (2 s with a GPU).
+
+Cases; frames per second = output frames / wall time of a whole pass, median of the passes (ours and naive
+alternate; numba kernels, the model and the naive torch ops are warmed up first):
+- CPU, always: high-pass (3 passes) and E2VID (39 frames, 2 passes; E2VID's forward is ~90 ms here) at 160x120;
+  high-pass at 640x480 (19 frames, 2 passes; not with ``--quick``). ``--quick``: 1 s drive, E2VID 8 frames, 1 pass.
+- CPU, ``--full`` only: E2VID at 640x480 (~1.6 s per forward), ``--full-frames`` frames (2), one pass.
+- GPU, when ``torch.cuda.is_available()``: E2VID at 640x480 on CUDA in bf16 autocast, ``--gpu-frames`` (40), 3
+  passes. The high-pass filter is CPU code (numba) and has no GPU case. Without a GPU the report says so.
+Also reported: windows per output, and for E2VID the forward's time per frame on each side (CUDA-synchronised),
+so that the rest (reading, rectifying, gridding, post-processing) can be told apart.
 """
 
 from __future__ import annotations
@@ -86,7 +85,11 @@ PERIOD_US = 50_000  # one output every 50 ms: DSEC's 20 Hz labels
 EVENTS_PER_PIXEL = 0.35  # E2VID's window
 T_OFFSET_US = 50_000_000_000  # DSEC-like image clock for the 640x480 file
 DRIVE_SEED = 3
-HF_TOLERANCE, CPU_FRAME_TOLERANCE, GPU_FRAME_TOLERANCE, GRID_TOLERANCE = 1e-5, 1e-3, 5e-2, 1e-3
+HF_TOLERANCE, CPU_FRAME_TOLERANCE, RAW_GRID_TOLERANCE, GRID_TOLERANCE = 1e-5, 1e-3, 1e-4, 1e-3
+# bf16 autocast on CUDA: both sides' inputs agree to ~1e-6, but bf16 rounds them to 8 bits, so a few pixels
+# differ by a bf16 step. Measured with bf16 autocast on the CPU (160x120, 19 frames): max 4.9e-3 (one step at
+# 0.5, times the unsharp mask's 1.3), mean 3e-6. The limit allows 10 steps; the grids are checked tightly.
+GPU_FRAME_TOLERANCE = 5e-2
 GRID_CHECK_FRAMES = 3
 
 
@@ -97,24 +100,24 @@ def drive_sequence(workdir: Path, duration_s: float) -> dict:
     """The rendered 160x120 night drive (reused if ``workdir`` already holds it)."""
     height, width = 120, 160
     seq = workdir / f"drive_{width}x{height}_{duration_s:g}s_seed{DRIVE_SEED}"
-    start = time.perf_counter()
-    if not (seq / "events/left/events.h5").is_file():
+    start, reuse = time.perf_counter(), (seq / "events/left/events.h5").is_file()
+    if not reuse:
         cfg = DriveConfig(sensor_size=(height, width), label_height=110, duration_s=duration_s, render_fps=400)
         write_dsec_sequence(seq, seed=DRIVE_SEED, cfg=cfg, progress=False)
-    write_s = time.perf_counter() - start
+    write_s = None if reuse else time.perf_counter() - start
     path = seq / "events/left/events.h5"
     return describe(path, load_rectify_map(seq / "events/left/rectify_map.h5", (height, width)), height, width,
                     f"rendered night drive, {duration_s:g} s", write_s)
 
 
 def edge_events(n, rng, height, width, events_per_us, num_edges=16):
-    """About n sorted events (x, y, t_rel, p) on straight edges sweeping the image, plus 10% noise (as
-    bench_events.py, at a given size and rate)."""
+    """n sorted events (x, y, t_rel, p) over n / events_per_us µs on straight edges sweeping the image, plus
+    10% noise (bench_events.py's generator at a given size and rate)."""
     edges = np.random.default_rng(1)  # the scene: edge angles, speeds (px/s) and phases
-    span = 1.25 * max(height, width)
+    span = math.hypot(height, width) / 2  # edges sweep across the whole image
     angle, speed = edges.uniform(0, np.pi, num_edges), edges.uniform(200, 2000, num_edges)
     phase = edges.uniform(0, 2 * span, num_edges)
-    n_drawn = 2 * n  # about half the points of an edge line fall outside the image
+    n_drawn = 3 * n  # about half the points of an edge line fall outside the image; n are kept below
     t = np.sort(rng.random(n_drawn)) * (n / events_per_us)
     k = rng.integers(0, num_edges, n_drawn)
     across = (phase[k] + speed[k] * t * 1e-6) % (2 * span) - span + rng.normal(0, 1.5, n_drawn)
@@ -124,7 +127,8 @@ def edge_events(n, rng, height, width, events_per_us, num_edges=16):
     noise = rng.random(n_drawn) < 0.1
     x[noise], y[noise] = rng.uniform(0, width, noise.sum()), rng.uniform(0, height, noise.sum())
     p = (k % 2) ^ (rng.random(n_drawn) < 0.2)  # each edge has a main polarity
-    keep = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    keep = np.flatnonzero((x >= 0) & (x < width) & (y >= 0) & (y < height))
+    keep = np.sort(rng.choice(keep, size=min(n, len(keep)), replace=False))  # exactly the requested rate
     return x[keep].astype(np.uint16), y[keep].astype(np.uint16), t[keep].astype(np.int64), p[keep].astype(np.uint8)
 
 
@@ -133,8 +137,8 @@ def edge_sequence(workdir: Path, duration_s: float, events_per_pixel_s: float) -
     height, width = 480, 640
     rate = events_per_pixel_s * height * width / 1e6  # events per µs
     path = workdir / f"edges_{width}x{height}_{duration_s:g}s_{events_per_pixel_s:.1f}evpxs.h5"
-    start = time.perf_counter()
-    if not path.is_file():
+    start, reuse = time.perf_counter(), path.is_file()
+    if not reuse:
         rng, t_shift, piece_us = np.random.default_rng(0), 0, 100_000
         with EventsH5Appender(path, T_OFFSET_US) as out:
             while t_shift < duration_s * 1e6:
@@ -142,7 +146,7 @@ def edge_sequence(workdir: Path, duration_s: float, events_per_pixel_s: float) -
                 t = np.minimum(t, piece_us - 1) + t_shift  # pieces of exactly 100 ms, in order
                 out.append(x, y, t, p)
                 t_shift += piece_us
-    write_s = time.perf_counter() - start
+    write_s = None if reuse else time.perf_counter() - start
     return describe(path, radial_rectify_map(height, width, focal_px=500), height, width,
                     f"sweeping edges + 10% noise, {duration_s:g} s", write_s)
 
@@ -177,9 +181,13 @@ def naive_voxel_grid(x, y, t, p, bins, height, width):
     timestamp puts every event on bin 0, as ours (the DSEC code divides by 0 there)."""
     device = x.device
     grid = torch.zeros(bins * height * width, dtype=torch.float32, device=device)
-    t_rel = (t - t[0]).astype(np.float32)  # as the DSEC loader: float32, then scaled
-    t = torch.from_numpy(t_rel).to(device)
-    t_norm = (bins - 1) * t / float(t_rel[-1]) if t_rel[-1] > 0 else torch.zeros_like(t)
+    # Time as ours scales it, in float64: (t - t_first) * ((bins - 1) / span). The DSEC code's float32
+    # (bins - 1) * t / t[-1] differs by rounding only, but puts the last event exactly on the last bin where
+    # ours may leave a ~1e-16 share on the bin before; E2VID's normalisation counts every non-zero voxel, so
+    # such a residue changes the whole window's mean and std (by ~1e-4) and the frames by up to ~3e-3.
+    span = float(t[-1] - t[0])
+    t_rel = torch.from_numpy((t - t[0]).astype(np.float64)).to(device)
+    t_norm = t_rel * ((bins - 1) / span) if span > 0 else torch.zeros_like(t_rel)
     value = 2 * torch.from_numpy(p).to(device).float() - 1
     x0, y0, t0 = x.floor().int(), y.floor().int(), t_norm.floor().int()
     for xlim in (x0, x0 + 1):
@@ -188,7 +196,7 @@ def naive_voxel_grid(x, y, t, p, bins, height, width):
                 mask = (xlim < width) & (xlim >= 0) & (ylim < height) & (ylim >= 0) & (tlim >= 0) & (tlim < bins)
                 weights = value * (1 - (xlim - x).abs()) * (1 - (ylim - y).abs()) * (1 - (tlim - t_norm).abs())
                 index = height * width * tlim.long() + width * ylim.long() + xlim.long()
-                grid.index_put_((index[mask],), weights[mask], accumulate=True)
+                grid.index_put_((index[mask],), weights[mask].float(), accumulate=True)
     return grid.view(bins, height, width)
 
 
@@ -312,9 +320,17 @@ def run_pass(data, frames_fn, num_frames):
 
 
 def grid_check(data, size, bins, device, num_frames):
-    """Max difference between our normalised grids and the naive ones, window by window, on the first outputs."""
+    """Compare our grids with the naive ones, window by window, on the first outputs. Returns the max
+    difference of the raw grids, of the normalised grids, and the number of windows and of "residue" voxels.
+
+    Residues: a voxel where events cancel can come out as a rounding residue (~1e-17 with our float64
+    weights) on one side and exactly 0 on the other; E2VID's normalisation counts every non-zero voxel, so
+    there it becomes -mean/std on one side and stays 0 on the other (a difference of ~0.05). Such voxels
+    (non-zero on one side only, with |value| < 1e-5) are left out of the normalised comparison and counted."""
     rectify_map_t = torch.from_numpy(data["rectify_map"]).to(device)
-    height, width, worst, windows = data["height"], data["width"], 0.0, 0
+    height, width = data["height"], data["width"]
+    raw_diff = norm_diff = 0.0
+    windows = residues = 0
     with EventSlicer(data["path"]) as slicer, torch.inference_mode():
         t_prev = slicer.time_range_us[0]
         for t_out in data["times"][:num_frames]:
@@ -323,11 +339,22 @@ def grid_check(data, size, bins, device, num_frames):
             xn, yn = naive_rectify(x, y, rectify_map_t)
             for s in range(0, len(t), size):
                 w = slice(s, s + size)
-                ours = e2vid_normalize(voxel_grid(xr[w], yr[w], t[w], p[w], bins, height, width))
-                naive = naive_normalize(naive_voxel_grid(xn[w], yn[w], t[w], p[w], bins, height, width)).cpu().numpy()
-                worst, windows = max(worst, float(np.abs(ours - naive).max())), windows + 1
+                ours = voxel_grid(xr[w], yr[w], t[w], p[w], bins, height, width)
+                naive = naive_voxel_grid(xn[w], yn[w], t[w], p[w], bins, height, width)
+                ours_norm, naive_norm = e2vid_normalize(ours), naive_normalize(naive.clone()).cpu().numpy()
+                naive = naive.cpu().numpy()
+                raw_diff = max(raw_diff, float(np.abs(ours - naive).max()))
+                residue = (ours != 0) != (naive != 0)
+                if np.abs(ours[residue]).max(initial=0) < 1e-5 and np.abs(naive[residue]).max(initial=0) < 1e-5:
+                    residues += int(residue.sum())
+                    residue_free = ~residue
+                else:  # a real difference: compare everything
+                    residue_free = np.ones_like(residue)
+                norm_diff = max(norm_diff, float(np.abs(ours_norm - naive_norm)[residue_free].max()))
+                windows += 1
             t_prev = t_out
-    return worst, windows
+    return {"grid_raw_max_abs_diff": raw_diff, "grid_max_abs_diff": norm_diff, "grid_windows": windows,
+            "grid_residue_voxels": residues}
 
 
 def bench_case(method, data, device, num_frames, repeats):
@@ -339,11 +366,17 @@ def bench_case(method, data, device, num_frames, repeats):
               "window_events": size, "data": data["kind"], "repeats": repeats, "threads": THREADS}
     if method == "highpass":
         config = HighPassConfig()
-        ours_fn = lambda slicer, times: stream_frames(slicer, data["rectify_map"], times,  # noqa: E731
-                                                      HighPassFilter(height, width, config), size)
-        naive_fn = lambda slicer, times: naive_highpass_frames(slicer, rectify_map_t, times,  # noqa: E731
-                                                              height, width, config)
+        hf = HighPassFilter(height, width, config)
+
+        def ours_fn(slicer, times):
+            return stream_frames(slicer, data["rectify_map"], times, hf, size)
+
+        def naive_fn(slicer, times):
+            return naive_highpass_frames(slicer, rectify_map_t, times, height, width, config)
+
         tolerance, models = HF_TOLERANCE, {}
+        run_pass(data, ours_fn, 1)  # warm-up: numba kernels, torch ops, file cache
+        run_pass(data, naive_fn, 1)
     else:
         torch.manual_seed(0)
         model = build_reconstruction_model("E2VIDRecurrent", E2VID_LIGHTWEIGHT_CONFIG).eval().to(device)
@@ -351,19 +384,22 @@ def bench_case(method, data, device, num_frames, repeats):
         bins, multiple = E2VID_LIGHTWEIGHT_CONFIG["num_bins"], model.pad_multiple
         ours_rec = NetworkReconstructor(models["ours"], bins, height, width, multiple, device)
         naive_rec = NaiveNetworkReconstructor(models["naive"], bins, height, width, multiple, device)
-        ours_fn = lambda slicer, times: stream_frames(slicer, data["rectify_map"], times, ours_rec, size)  # noqa: E731
-        naive_fn = lambda slicer, times: naive_network_frames(slicer, rectify_map_t, times, naive_rec, size)  # noqa: E731
+
+        def ours_fn(slicer, times):
+            return stream_frames(slicer, data["rectify_map"], times, ours_rec, size)
+
+        def naive_fn(slicer, times):
+            return naive_network_frames(slicer, rectify_map_t, times, naive_rec, size)
+
         tolerance = GPU_FRAME_TOLERANCE if device.type == "cuda" else CPU_FRAME_TOLERANCE
-        result["grid_max_abs_diff"], result["grid_windows"] = grid_check(data, size, bins, device, GRID_CHECK_FRAMES)
+        # The grid check also warms up both sides' gridding (numba kernels, torch ops on the device).
+        result.update(grid_check(data, size, bins, device, GRID_CHECK_FRAMES))
         with torch.inference_mode():  # warm-up: first forward passes (allocator, cuDNN, autocast) are slow
-            warm = torch.zeros(1, bins, *pad_to_multiple(torch.zeros(1, 1, height, width), multiple)[0].shape[-2:],
-                               device=device)
+            padded = pad_to_multiple(torch.zeros(1, bins, height, width, device=device), multiple)[0]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 for _ in range(3 if device.type == "cuda" else 1):
-                    model(warm, None)
+                    model(padded, None)
             sync(device)
-    run_pass(data, ours_fn, 1)  # compiles/loads the numba kernels, warms the file cache
-    run_pass(data, naive_fn, 1)
     seconds = {"ours": [], "naive": []}
     network = {"ours": [], "naive": []}
     frames = {}
@@ -390,8 +426,9 @@ def bench_case(method, data, device, num_frames, repeats):
         failures.append("the two sides used different events per frame")
     if not diff < tolerance or not np.isfinite(diff):
         failures.append(f"frames differ by up to {diff:.3g} (limit {tolerance:g})")
-    if "grid_max_abs_diff" in result and not result["grid_max_abs_diff"] < GRID_TOLERANCE:
-        failures.append(f"voxel grids differ by up to {result['grid_max_abs_diff']:.3g} (limit {GRID_TOLERANCE:g})")
+    for key, limit in (("grid_raw_max_abs_diff", RAW_GRID_TOLERANCE), ("grid_max_abs_diff", GRID_TOLERANCE)):
+        if key in result and not result[key] < limit:
+            failures.append(f"voxel grids ({key}) differ by up to {result[key]:.3g} (limit {limit:g})")
     result["failures"] = failures
     return result
 
@@ -404,8 +441,8 @@ def report(results):
              f"{EVENTS_PER_PIXEL} events/px, torch threads {THREADS} on both sides (numba kernels 1 thread)"]
     for d in results["data"]:
         lines.append(f"data {d['width']}x{d['height']}: {d['kind']}, {d['events'] / 1e6:.2f}M events "
-                     f"({d['events_per_pixel_s']:.0f} events/px/s), {d['outputs']} outputs; written in "
-                     f"{d['write_s']:.0f} s")
+                     f"({d['events_per_pixel_s']:.0f} events/px/s), {d['outputs']} outputs; "
+                     + (f"written in {d['write_s']:.0f} s" if d["write_s"] is not None else "reused from --workdir"))
     header = (f"  {'method':<9}{'device':<7}{'size':>8}{'frames':>7}{'win/fr':>7}{'ours fps':>10}{'naive fps':>10}"
               f"{'ratio':>7}{'net ms/fr':>15}{'max|diff|':>11}")
     lines.append(header)
@@ -420,8 +457,10 @@ def report(results):
                  "per frame, ours / naive; max|diff|: frames of the two sides)")
     for r in results["cases"]:
         if "grid_max_abs_diff" in r:
-            lines.append(f"  grids {r['method']} {r['device']} {r['width']}x{r['height']}: normalised voxel grids of "
-                         f"the first {r['grid_windows']} windows agree to {r['grid_max_abs_diff']:.1e}")
+            lines.append(f"  grids {r['method']} {r['device']} {r['width']}x{r['height']}, first {r['grid_windows']} "
+                         f"windows: raw grids agree to {r['grid_raw_max_abs_diff']:.1e}, normalised to "
+                         f"{r['grid_max_abs_diff']:.1e} (leaving out {r['grid_residue_voxels']} rounding-residue "
+                         "voxels, see grid_check)")
     if not results["gpu"]:
         lines.append("GPU: no CUDA device available in this run; no GPU figures")
     lines.append(f"total run time {results['total_s']:.0f} s")
@@ -454,8 +493,8 @@ def main():
         results["cases"].append(bench_case("highpass", drive, cpu, 10**6, 1 if args.quick else 3))
         results["cases"].append(bench_case("e2vid", drive, cpu, e2vid_frames, repeats))
         if not args.quick or args.full or gpu:
-            seconds = 1.0 if not (gpu or args.full) else max(1.0, (max(args.gpu_frames if gpu else 0,
-                                                                      args.full_frames) + 1) * PERIOD_US / 1e6)
+            outputs = max(19, args.gpu_frames if gpu else 0, args.full_frames if args.full else 0)
+            seconds = (outputs + 1) * PERIOD_US / 1e6  # 1 s on the CPU, 2.05 s with a GPU
             large = edge_sequence(workdir, seconds, round(drive["events_per_pixel_s"], 1))
             datasets.append(large)
             if not args.quick:
