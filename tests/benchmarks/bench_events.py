@@ -79,10 +79,15 @@ def naive_rectify(x, y, rectify_map):
 
 def naive_voxel_grid(x, y, t, p, bins, height, width):
     """DSEC ``VoxelGrid.convert`` (scripts/dataset/representations.py), with floor instead of int()."""
-    grid = torch.zeros(bins * height * width, dtype=torch.float32)
     t = torch.from_numpy((t - t[0]).astype(np.float32))  # as the DSEC loader: float32, then scaled
-    t_norm = (bins - 1) * t / t[-1]
-    value = 2 * torch.from_numpy(p).float() - 1
+    return naive_splat(x, y, (bins - 1) * t / t[-1], torch.from_numpy(p), bins, height, width)
+
+
+def naive_splat(x, y, t_norm, p, bins, height, width):
+    """The 8-neighbour trilinear splat of ``VoxelGrid.convert`` with ``index_put_(accumulate=True)``, on the
+    device of ``x``; ``t_norm`` is time already scaled to [0, bins - 1]."""
+    grid = torch.zeros(bins * height * width, dtype=torch.float32, device=x.device)
+    value = 2 * p.to(x.device).float() - 1
     x0, y0, t0 = x.floor().int(), y.floor().int(), t_norm.floor().int()
     for xlim in (x0, x0 + 1):
         for ylim in (y0, y0 + 1):
@@ -90,7 +95,7 @@ def naive_voxel_grid(x, y, t, p, bins, height, width):
                 mask = (xlim < width) & (xlim >= 0) & (ylim < height) & (ylim >= 0) & (tlim >= 0) & (tlim < bins)
                 weights = value * (1 - (xlim - x).abs()) * (1 - (ylim - y).abs()) * (1 - (tlim - t_norm).abs())
                 index = height * width * tlim.long() + width * ylim.long() + xlim.long()
-                grid.index_put_((index[mask],), weights[mask], accumulate=True)
+                grid.index_put_((index[mask],), weights[mask].float(), accumulate=True)
     return grid.view(bins, height, width)
 
 

@@ -70,6 +70,9 @@ import cv2
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_events import naive_splat  # noqa: E402
+
 from evseg.events import EventSlicer, e2vid_normalize, load_rectify_map, rectify_events, voxel_grid
 from evseg.events.writer import EventsH5Appender
 from evseg.recon.checkpoint import build_reconstruction_model
@@ -177,27 +180,13 @@ def naive_rectify(x, y, rectify_map_t):
 
 
 def naive_voxel_grid(x, y, t, p, bins, height, width):
-    """DSEC ``VoxelGrid.convert`` with floor (bench_events.py), on the device of ``x``. A window of one
-    timestamp puts every event on bin 0, as ours (the DSEC code divides by 0 there)."""
-    device = x.device
-    grid = torch.zeros(bins * height * width, dtype=torch.float32, device=device)
-    # Time as ours scales it, in float64: (t - t_first) * ((bins - 1) / span). The DSEC code's float32
-    # (bins - 1) * t / t[-1] differs by rounding only, but puts the last event exactly on the last bin where
-    # ours may leave a ~1e-16 share on the bin before; E2VID's normalisation counts every non-zero voxel, so
-    # such a residue changes the whole window's mean and std (by ~1e-4) and the frames by up to ~3e-3.
+    """DSEC ``VoxelGrid.convert`` with floor (bench_events.py), on the device of ``x``, with time scaled as
+    ours in float64, (bins - 1) (t - t_first) / span. A window of one timestamp puts every event on bin 0,
+    as ours (the DSEC code divides by 0 there)."""
     span = float(t[-1] - t[0])
-    t_rel = torch.from_numpy((t - t[0]).astype(np.float64)).to(device)
-    t_norm = t_rel * ((bins - 1) / span) if span > 0 else torch.zeros_like(t_rel)
-    value = 2 * torch.from_numpy(p).to(device).float() - 1
-    x0, y0, t0 = x.floor().int(), y.floor().int(), t_norm.floor().int()
-    for xlim in (x0, x0 + 1):
-        for ylim in (y0, y0 + 1):
-            for tlim in (t0, t0 + 1):
-                mask = (xlim < width) & (xlim >= 0) & (ylim < height) & (ylim >= 0) & (tlim >= 0) & (tlim < bins)
-                weights = value * (1 - (xlim - x).abs()) * (1 - (ylim - y).abs()) * (1 - (tlim - t_norm).abs())
-                index = height * width * tlim.long() + width * ylim.long() + xlim.long()
-                grid.index_put_((index[mask],), weights[mask].float(), accumulate=True)
-    return grid.view(bins, height, width)
+    t_rel = torch.from_numpy((t - t[0]).astype(np.float64)).to(x.device)
+    t_norm = (bins - 1) * t_rel / span if span > 0 else torch.zeros_like(t_rel)
+    return naive_splat(x, y, t_norm, torch.from_numpy(p), bins, height, width)
 
 
 def naive_normalize(grid):
