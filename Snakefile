@@ -12,9 +12,11 @@ include: "rules/common.smk"
 include: "rules/synthesize.smk"
 include: "rules/inspect.smk"
 include: "rules/reconstruct.smk"
+include: "rules/train.smk"
 
 
 rule all:
     input:
         inspect_outputs(),
         reconstruct_outputs(),
+        f"{RESULTS}/evaluate/summary.csv",

@@ -18,8 +18,18 @@ import logging
 from types import SimpleNamespace
 
 
+def as_list(value) -> list:
+    """A rule input or output that may hold one path or several, as a list."""
+    return [str(value)] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else [str(v) for v in value]
+
+
 def _namespace(pairs: list[str]) -> SimpleNamespace:
-    return SimpleNamespace(**dict(pair.split("=", 1) for pair in pairs))
+    """NAME=PATH pairs; a name given several times holds the list of its paths, as Snakemake's would."""
+    values: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, path = pair.split("=", 1)
+        values.setdefault(name, []).append(path)
+    return SimpleNamespace(**{name: paths[0] if len(paths) == 1 else paths for name, paths in values.items()})
 
 
 def _from_command_line() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -54,3 +55,46 @@ def save_rgb(path: str | Path, image: np.ndarray) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
+
+
+
+def confusion_picture(matrix: np.ndarray, names: Sequence[str], title: str = "") -> np.ndarray:
+    """The row-normalised confusion matrix (rows = ground truth) with class names and a percentage per cell.
+
+    Rows without ground-truth pixels are grey. Drawn with matplotlib's Agg canvas directly (not pyplot), so it
+    neither switches the caller's backend nor leaves a figure open.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix, np.float64)
+    n = len(names)
+    if matrix.shape != (n, n):
+        raise ValueError(f"confusion matrix of shape {matrix.shape} for {n} class names")
+    rows = matrix.sum(1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(rows > 0, matrix / rows, np.nan)
+
+    size = 2.5 + 0.42 * n
+    fig = Figure(figsize=(size, size), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    cmap = colormaps["Blues"].with_extremes(bad=(0.85, 0.85, 0.85))
+    ax.imshow(np.ma.masked_invalid(share), cmap=cmap, vmin=0, vmax=1)
+    font = max(6, 11 - n // 4)
+    for g in range(n):
+        for p in range(n):
+            if not np.isnan(share[g, p]):
+                ax.text(p, g, f"{100 * share[g, p]:.0f}", ha="center", va="center", fontsize=font,
+                        color="white" if share[g, p] > 0.5 else "black")
+    ax.set_xticks(range(n), names, rotation=90, fontsize=font + 1)
+    ax.set_yticks(range(n), names, fontsize=font + 1)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title(title or "confusion matrix (% of each ground-truth row)")
+    fig.tight_layout()
+    canvas.draw()
+    image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    fig.clear()
+    return image

@@ -46,6 +46,33 @@ def check_config():
             "config: reconstruct.fixed_rate_hz needs reconstruct.mode: stream (per_sample "
             "reconstructs only at the label times)"
         )
+    expected_classes = {"ess11": 11, "cityscapes19": 19}[config["cityscapes"]["classes"]]
+    if expected_classes != config["dsec"]["num_classes"]:
+        raise ValueError(
+            f"config: cityscapes.classes is {config['cityscapes']['classes']!r} ({expected_classes} "
+            f"classes) but dsec.num_classes is {config['dsec']['num_classes']}; source and target must "
+            "use the same classes (ess11 with 11, cityscapes19 with 19)"
+        )
+    seeds = config["train"]["seeds"]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"config: train.seeds has repeated seeds: {seeds}")
+    first, last = config["train"]["input"]["event_channels"]
+    ess = config["dsec"]["ess"]
+    if not 0 <= first < last <= ess["num_chunks"] * ess["bins_per_chunk"]:
+        raise ValueError(
+            f"config: train.input.event_channels [{first}, {last}) must lie within the "
+            f"{ess['num_chunks'] * ess['bins_per_chunk']} channels of the ESS tensor "
+            "(dsec.ess.num_chunks x bins_per_chunk)"
+        )
+    if not config["cityscapes"]["grayscale"] and not (
+        config["train"]["input"]["target"] == "reconstruction"
+        or config["train"]["input"]["sum_event_channels"]
+    ):
+        raise ValueError(
+            "config: RGB source images (cityscapes.grayscale: false) need a 1-channel target input "
+            "(reconstruction, or sum_event_channels: true), which is repeated to 3 channels; a voxel "
+            "grid's channels cannot be mixed with RGB"
+        )
     height, width = config["dsec"]["sensor_size"]
     if config["dsec"]["label_height"] > height:
         raise ValueError(
@@ -60,6 +87,8 @@ check_config()
 wildcard_constraints:
     split="train|test",
     seq="[A-Za-z0-9_]+",
+    model="uda|source_only",
+    seed="[0-9]+",
 
 
 def dsec_sequences():
@@ -114,3 +143,43 @@ def reconstruct_outputs():
 def inspect_outputs():
     pictures = [f"{RESULTS}/inspect/{split}/{seq}.png" for split, seq in dsec_sequences()]
     return pictures + [f"{RESULTS}/inspect/cityscapes.png", f"{RESULTS}/inspect/summary.csv"]
+
+
+DSEC_PARAMS = config_subset(
+    "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
+)
+
+
+def target_sequences(split):
+    return [f"{DSEC_ROOT}/{split}/{seq}" for seq in config["dsec"]["sequences"][split]]
+
+
+def reconstruction_folders(split):
+    return [f"{RESULTS}/reconstruct/{split}/{seq}" for seq in config["dsec"]["sequences"][split]]
+
+
+def train_inputs(adapt):
+    """Inputs of train_uda (adapt) or train_source_only, as an input function."""
+    inputs = {"cityscapes": CITYSCAPES_ROOT}
+    if adapt:
+        inputs["sequences"] = target_sequences("train")
+        hybrid = config["uda"]["hybrid"]["enabled"]
+        if hybrid:
+            inputs["hybrid"] = f"{RESULTS}/sample/hybrid.txt"
+        if hybrid or config["train"]["input"]["target"] == "reconstruction":
+            inputs["reconstructions"] = reconstruction_folders("train")
+    return lambda wildcards: inputs
+
+
+def train_params(wildcards):
+    """The train section for one seed (the list of seeds itself must not trigger reruns)."""
+    params = {key: value for key, value in config["train"].items() if key != "seeds"}
+    return {**params, "seed": int(wildcards.seed)}
+
+
+def evaluate_outputs():
+    return [
+        f"{RESULTS}/evaluate/{model}/seed{seed}/metrics.json"
+        for model in ("source_only", "uda")
+        for seed in config["train"]["seeds"]
+    ]

@@ -19,9 +19,7 @@ rule inspect_sequence:
         runtime=resources_of("inspect")["runtime"],
         gpu=resources_of("inspect")["gpu"],
     params:
-        dsec=config_subset(
-            "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
-        ),
+        dsec=DSEC_PARAMS,
         inspect=config_subset("inspect", "samples_per_sequence", "window_ms"),
     script:
         "../stages/inspect_sequence.py"

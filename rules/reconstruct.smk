@@ -24,9 +24,7 @@ if not config["reconstruct"]["batch_sequences"]:
             runtime=resources_of("reconstruct")["runtime"],
             gpu=resources_of("reconstruct")["gpu"],
         params:
-            dsec=config_subset(
-                "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
-            ),
+            dsec=DSEC_PARAMS,
             reconstruct=config["reconstruct"],
         script:
             "../stages/reconstruct.py"
@@ -65,9 +63,7 @@ else:
                 runtime=resources_of("reconstruct")["runtime"],
                 gpu=resources_of("reconstruct")["gpu"],
             params:
-                dsec=config_subset(
-                    "dsec", "num_classes", "label_layout", "sensor_size", "label_height", "ess"
-                ),
+                dsec=DSEC_PARAMS,
                 reconstruct=config["reconstruct"],
             script:
                 "../stages/reconstruct.py"

@@ -23,12 +23,8 @@ from evseg.data import DsecSemantic
 from evseg.data.dsec import AlignedFrames
 from evseg.recon.methods import build_reconstructor
 from evseg.recon.stream import per_sample_frame, stream_frames, stream_frames_batched, window_size
-from evseg.stage import run_stage
+from evseg.stage import as_list, run_stage
 from evseg.viz import event_frame, gray, panel, placeholder, save_rgb
-
-
-def as_list(value) -> list:
-    return [value] if isinstance(value, str) else list(value)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,7 +13,7 @@ def main(input, output, params, threads):
     cfg = dict(params.cfg)
     drive = DriveConfig(sensor_size=tuple(params.sensor_size), label_height=params.label_height,
                         duration_s=cfg["duration_s"], render_fps=cfg["render_fps"],
-                        speed_mps=tuple(cfg["speed_mps"]), esim=EsimConfig(**cfg["esim"]))
+                        speed_mps=tuple(cfg["speed_mps"]), style=cfg["style"], esim=EsimConfig(**cfg["esim"]))
     counts = write_dsec_sequence(Path(output[0]), seed=params.seed, cfg=drive)
     logging.info("wrote %s", json.dumps(counts))
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -64,14 +65,41 @@ def test_tiny_end_to_end(tmp_path):
     assert len(list((tmp_path / "results/tiny/reconstruct/test/synth_10_a").glob("*.png"))) == 5
     rate = pd.read_csv(tmp_path / "results/tiny/reconstruct/test/synth_10_a/fixed_rate/manifest.csv")
     assert (np.diff(rate.timestamp_us) % 40_000 == 0).all() and len(rate) > 5  # 25 Hz, minus the label times
+    # training, pseudo-labels, evaluation
+    results = tmp_path / "results/tiny"
+    hybrid = (results / "sample/hybrid.txt").read_text().split()
+    assert len(hybrid) == 1 and hybrid[0] in list(manifest.sample_id.str.replace("10_a", "00_a"))  # at least 1
+    for model in ("uda", "source_only"):
+        assert len(pd.read_csv(results / f"train/{model}/seed0/metrics.csv")) == 2  # log_every 2 of 4 steps
+        assert yaml.safe_load((results / f"train/{model}/seed0/config.yaml").read_text())["train"]["seed"] == 0
+        assert not (results / f"train/{model}/seed0/state").exists()  # removed once the outputs are complete
+        metrics = json.loads((results / f"evaluate/{model}/seed0/metrics.json").read_text())
+        confusion = np.load(results / f"evaluate/{model}/seed0/confusion.npy")
+        labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in
+                  sorted((tmp_path / "data/synthetic/dsec/test/synth_10_a/11classes").glob("*.png"))[6:15:2]]
+        assert confusion.sum() == sum(int((label != 255).sum()) for label in labels)
+        assert metrics["pixel_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    summary = pd.read_csv(results / "evaluate/summary.csv")
+    assert list(summary.model) == ["source_only", "uda", "pseudo_labels (train)"]
+    pseudo = sorted((results / "pseudo_label/train/synth_00_a").glob("*.png"))
+    assert [p.name for p in pseudo][:2] == ["000006.png", "000006_confidence.png"] and len(pseudo) == 10
+    assert cv2.imread(str(pseudo[1]), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     # a second run has nothing to do; editing one stage's setting reruns exactly that stage and what follows
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(config.read_text().replace("samples_per_sequence: 2", "samples_per_sequence: 1"))
-    plan = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(changed)).stdout
-    assert "inspect_sequence" in plan and "inspect_summary" in plan
-    for untouched in ("synthesize_dsec", "synthesize_cityscapes", "inspect_cityscapes"):
-        assert f"rule {untouched}:" not in plan and f"localrule {untouched}:" not in plan, plan
+    for edit, rerun, untouched in [
+        (("samples_per_sequence: 2", "samples_per_sequence: 1"), ["inspect_sequence", "inspect_summary"],
+         ["synthesize_dsec", "synthesize_cityscapes", "inspect_cityscapes", "train_uda", "evaluate"]),
+        (("start_iter: 1", "start_iter: 2"), ["train_uda", "pseudo_label", "evaluate", "evaluate_summary"],
+         ["train_source_only", "sample", "reconstruct", "inspect_sequence"]),
+        (("panels: 2", "panels: 1"), ["evaluate", "evaluate_summary"], ["train_uda", "train_source_only"]),
+    ]:
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(config.read_text().replace(*edit))
+        plan = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(changed)).stdout
+        for name in rerun:
+            assert f"rule {name}:" in plan, (edit, plan)
+        for name in untouched:
+            assert f"rule {name}:" not in plan, (edit, plan)
     shutil.rmtree(tmp_path / "data")
 
 

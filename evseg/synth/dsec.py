@@ -42,6 +42,7 @@ class DriveConfig:
     label_hz: int = 20
     speed_mps: tuple[float, float] = (7.0, 11.0)
     t_offset_us: int = 50_000_000_000  # DSEC-like: above 2**32, so clock arithmetic must be int64
+    style: str = "day"  # DSEC-Semantic's drives are daytime; "night" for DSEC Night-Semantic-like data
     esim: EsimConfig = field(default_factory=EsimConfig)
 
 
@@ -64,7 +65,7 @@ def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progre
     rectify_map = radial_rectify_map(height, width, cam.fx)
     speed = rng.uniform(*cfg.speed_mps)
     lane_x, phase = rng.uniform(-1.2, 1.2), rng.uniform(0, 2 * np.pi)
-    street = random_street(rng, length_m=speed * cfg.duration_s, style="night")
+    street = random_street(rng, length_m=speed * cfg.duration_s, style=cfg.style)
     simulator = EventSimulator(height, width, cfg.esim, rng)
     grid = pixel_grid(width, height)
 
@@ -77,10 +78,10 @@ def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progre
             t_us = int(round(t_s * 1e6))
             pose = drive_pose(t_s, speed, lane_x, phase)
             # The raw sensor pixel (x, y) sees the scene at its rectified position rectify_map[y, x].
-            sensor_rgb, _ = render(street, cam, pose, rectify_map, t_s, "night")
+            sensor_rgb, _ = render(street, cam, pose, rectify_map, t_s, cfg.style)
             pending.append(simulator.step(sensor_rgb @ LUMA, t_us))
             if k > 0 and k % frames_per_label == 0:
-                rgb, train_ids = render(street, cam, pose, grid, t_s, "night")
+                rgb, train_ids = render(street, cam, pose, grid, t_s, cfg.style)
                 _write_label_frame(tmp, len(label_times), rgb @ LUMA, train_ids, cfg.label_height)
                 label_times.append(t_us)
                 pending = _flush(events_out, pending)

@@ -1,0 +1,1 @@
+"""Domain-adaptive self-training (DAFormer/DACS, HPL-ESS hybrid pseudo-labels): the pieces of one training step."""
