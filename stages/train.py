@@ -59,6 +59,8 @@ def main(input, output, params, threads):
                           target, hybrid, rare, min_class_pixels)
 
     model_cfg = params.model
+    # the seed also fixes the initial weights (and so the frozen ImageNet-distance copy made on resume)
+    torch.manual_seed(cfg["seed"])
     student = build_segmentor(model_cfg["backbone"], num_classes, in_chans=spec.channels,
                               pretrained=model_cfg["pretrained"] or None,
                               drop_path_rate=model_cfg["drop_path_rate"], embed_dim=model_cfg["embed_dim"])
