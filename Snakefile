@@ -13,6 +13,7 @@ include: "rules/synthesize.smk"
 include: "rules/inspect.smk"
 include: "rules/reconstruct.smk"
 include: "rules/train.smk"
+include: "rules/refine.smk"
 
 
 rule all:

@@ -34,7 +34,20 @@ def check_config():
                     "Set synthetic.enabled: false to use a real dataset."
                 )
     recon = config["reconstruct"]
-    if recon["method"] in ("e2vid", "firenet") and not recon["checkpoint"]:
+    if recon["train"]["enabled"]:
+        if recon["method"] != "e2vid" or recon["checkpoint"]:
+            raise ValueError(
+                "config: reconstruct.train.enabled trains an E2VID network, so reconstruct.method must be "
+                f"'e2vid' (not {recon['method']!r}) and reconstruct.checkpoint must be empty (not "
+                f"{recon['checkpoint']!r}); disable reconstruct.train to load a checkpoint instead"
+            )
+        if not config["synthetic"]["enabled"]:
+            raise ValueError(
+                "config: reconstruct.train.enabled needs simulated drives with ground-truth frames, "
+                "which only the synthetic benchmark has (synthetic.enabled: true); on real data use "
+                "the official E2VID_lightweight.pth.tar through reconstruct.checkpoint"
+            )
+    elif recon["method"] in ("e2vid", "firenet") and not recon["checkpoint"]:
         raise ValueError(
             f"config: reconstruct.method is {recon['method']!r} but reconstruct.checkpoint is empty. "
             "E2VID: download http://rpg.ifi.uzh.ch/data/E2VID/models/E2VID_lightweight.pth.tar; "
@@ -72,6 +85,13 @@ def check_config():
             "config: RGB source images (cityscapes.grayscale: false) need a 1-channel target input "
             "(reconstruction, or sum_event_channels: true), which is repeated to 3 channels; a voxel "
             "grid's channels cannot be mixed with RGB"
+        )
+    if config["psa"]["backend"] == "sam" and not config["psa"]["sam"]["checkpoint"]:
+        raise ValueError(
+            "config: psa.backend is 'sam' but psa.sam.checkpoint is empty. Download "
+            "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth (or the vit_b/vit_l "
+            "file matching psa.sam.variant) and set psa.sam.checkpoint to its path; "
+            "psa.backend: superpixels needs no weights"
         )
     height, width = config["dsec"]["sensor_size"]
     if config["dsec"]["label_height"] > height:
@@ -120,8 +140,19 @@ def resources_of(rule_name):
     return config["resources"][rule_name]
 
 
+TRAINED_RECONSTRUCTION = f"{RESULTS}/train_reconstruction/e2vid.pth.tar"
+
+
+def simulated_drives():
+    """The drives synthesized only to train the reconstruction network."""
+    count = config["reconstruct"]["train"]["drives"]
+    return [f"{SYNTH}/dsec/simulated/sim_{i:02d}" for i in range(count)]
+
+
 def _with_checkpoint(inputs):
-    if config["reconstruct"]["method"] != "highpass":
+    if config["reconstruct"]["train"]["enabled"]:
+        inputs["checkpoint"] = TRAINED_RECONSTRUCTION
+    elif config["reconstruct"]["method"] != "highpass":
         inputs["checkpoint"] = config["reconstruct"]["checkpoint"]
     return inputs
 
@@ -183,3 +214,16 @@ def evaluate_outputs():
         for model in ("source_only", "uda")
         for seed in config["train"]["seeds"]
     ]
+
+
+def psa_inputs(wildcards):
+    inputs = {
+        "sequences": target_sequences("train"),
+        "reconstructions": reconstruction_folders("train"),
+        "pseudo_labels": [
+            f"{RESULTS}/pseudo_label/train/{seq}" for seq in config["dsec"]["sequences"]["train"]
+        ],
+    }
+    if config["psa"]["backend"] == "sam":
+        inputs["checkpoint"] = config["psa"]["sam"]["checkpoint"]
+    return inputs

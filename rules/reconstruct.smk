@@ -1,6 +1,34 @@
-# Event-to-image reconstruction at the protocol's label times (high-pass filter, E2VID or FireNet):
+# Event-to-image reconstruction at the protocol's label times (high-pass filter, E2VID or FireNet;
+# E2VID optionally trained first on simulated drives, train_reconstruction):
 # one job per sequence, or with reconstruct.batch_sequences one job per split whose sequences run through
 # the network as one batch.
+
+
+if config["reconstruct"]["train"]["enabled"]:
+
+    rule train_reconstruction:
+        input:
+            drives=simulated_drives(),
+        output:
+            checkpoint=TRAINED_RECONSTRUCTION,
+            losses=f"{RESULTS}/train_reconstruction/losses.csv",
+        log:
+            f"{RESULTS}/logs/train_reconstruction.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train_reconstruction.tsv"
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("train_reconstruction")["threads"]
+        resources:
+            mem_mb=resources_of("train_reconstruction")["mem_mb"],
+            runtime=resources_of("train_reconstruction")["runtime"],
+            gpu=resources_of("train_reconstruction")["gpu"],
+        params:
+            train=config["reconstruct"]["train"],
+            events_per_pixel=config["reconstruct"]["events_per_pixel"],
+            sensor_size=config["dsec"]["sensor_size"],
+        script:
+            "../stages/train_reconstruction.py"
 
 
 if not config["reconstruct"]["batch_sequences"]:

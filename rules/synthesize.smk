@@ -31,6 +31,8 @@ if config["synthetic"]["enabled"]:
             f"{SYNTH}/logs/synthesize_dsec/{{split}}/{{seq}}.log",
         benchmark:
             f"{SYNTH}/benchmarks/synthesize_dsec/{{split}}/{{seq}}.tsv"
+        wildcard_constraints:
+            split="train|test|simulated",
         conda:
             "../envs/evseg.yaml"
         threads: resources_of("synthesize_dsec")["threads"]

@@ -147,6 +147,7 @@ rule evaluate_summary:
     input:
         metrics=evaluate_outputs(),
         pseudo_labels=f"{RESULTS}/pseudo_label/quality.json",
+        psa=f"{RESULTS}/psa/quality.json",
     output:
         summary=f"{RESULTS}/evaluate/summary.csv",
         means=f"{RESULTS}/evaluate/summary_means.csv",

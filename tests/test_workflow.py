@@ -63,6 +63,9 @@ def test_tiny_end_to_end(tmp_path):
     manifest = pd.read_csv(tmp_path / "results/tiny/reconstruct/test/synth_10_a/manifest.csv")
     assert list(manifest.sample_id) == [f"synth_10_a/{i:06d}" for i in (6, 8, 10, 12, 14)]
     assert len(list((tmp_path / "results/tiny/reconstruct/test/synth_10_a").glob("*.png"))) == 5
+    assert json.loads((tmp_path / "results/tiny/reconstruct/test/synth_10_a.json").read_text())["method"] == "e2vid"
+    assert len(pd.read_csv(tmp_path / "results/tiny/train_reconstruction/losses.csv")) == 3
+    assert (tmp_path / "data/synthetic/dsec/simulated/sim_00/images/left/ev_inf/000000.png").is_file()
     rate = pd.read_csv(tmp_path / "results/tiny/reconstruct/test/synth_10_a/fixed_rate/manifest.csv")
     assert (np.diff(rate.timestamp_us) % 40_000 == 0).all() and len(rate) > 5  # 25 Hz, minus the label times
     # training, pseudo-labels, evaluation
@@ -80,7 +83,10 @@ def test_tiny_end_to_end(tmp_path):
         assert confusion.sum() == sum(int((label != 255).sum()) for label in labels)
         assert metrics["pixel_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
     summary = pd.read_csv(results / "evaluate/summary.csv")
-    assert list(summary.model) == ["source_only", "uda", "pseudo_labels (train)"]
+    assert list(summary.model) == ["source_only", "uda", "pseudo_labels (train)", "psa superpixels (train)"]
+    psa = json.loads((results / "psa/quality.json").read_text())
+    assert psa["samples"] == 5 and len(list((results / "psa/train/synth_00_a").glob("*.png"))) == 5
+    assert (results / "psa/pictures.png").stat().st_size > 1000
     pseudo = sorted((results / "pseudo_label/train/synth_00_a").glob("*.png"))
     assert [p.name for p in pseudo][:2] == ["000006.png", "000006_confidence.png"] and len(pseudo) == 10
     assert cv2.imread(str(pseudo[1]), cv2.IMREAD_UNCHANGED).dtype == np.uint16
@@ -109,6 +115,17 @@ def test_lint_and_format(tmp_path):
     fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO,
                          capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr
+
+
+@pytest.mark.parametrize("reconstruct, synthetic, message", [
+    ({"method": "highpass", "train": {"enabled": True}}, True, "reconstruct.method must be 'e2vid'"),
+    ({"method": "e2vid", "checkpoint": "w.pth.tar", "train": {"enabled": True}}, True, "checkpoint must be empty"),
+    ({"method": "e2vid", "train": {"enabled": True}}, False, "only the synthetic benchmark has"),
+])
+def test_reconstruction_training_config_is_checked(tmp_path, reconstruct, synthetic, message):
+    config = tiny_config_with(tmp_path / "recon.yaml", reconstruct=reconstruct, synthetic={"enabled": synthetic})
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config), check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
 
 
 def test_synthetic_rules_never_point_at_real_data(tmp_path):

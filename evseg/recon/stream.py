@@ -103,7 +103,7 @@ def _take_state(states, k: int):
     return type(states)(_take_state(s, k) for s in states)
 
 
-def _stream_items(slicer: EventSlicer, rectify_map: np.ndarray, output_times_us, events_per_window: int):
+def stream_items(slicer: EventSlicer, rectify_map: np.ndarray, output_times_us, events_per_window: int):
     """The steps of one streaming pass: ``("window", (x, y, t, p))`` to feed, and ``("output", k, t_us,
     events since the previous output)`` once every event before output ``k`` has been fed."""
     t_prev = slicer.time_range_us[0]
@@ -134,7 +134,7 @@ def stream_frames(slicer: EventSlicer, rectify_map: np.ndarray, output_times_us,
                   events_per_window: int) -> Iterator[tuple[int, np.ndarray, int]]:
     """Yield ``(k, frame, events since the previous output)`` at every output time, in one pass."""
     reconstructor.reset()
-    for item in _stream_items(slicer, rectify_map, output_times_us, events_per_window):
+    for item in stream_items(slicer, rectify_map, output_times_us, events_per_window):
         if item[0] == "window":
             reconstructor.update(*item[1])
         else:
@@ -148,7 +148,7 @@ def stream_frames_batched(sources: list, reconstructor: NetworkReconstructor,
     one stream each: every step feeds the next window of every unfinished sequence as one batch. Yields
     ``(source index, k, frame, events since the previous output)``."""
     reconstructor.reset()
-    items = [_stream_items(slicer, rmap, times, events_per_window) for slicer, rmap, times in sources]
+    items = [stream_items(slicer, rmap, times, events_per_window) for slicer, rmap, times in sources]
     active = list(range(len(sources)))
     while active:
         windows = {}

@@ -1,0 +1,1 @@
+"""Pseudo-label refinement: SeCo's pixel semantic aggregation (PSA) and connectivity correction (SCC)."""
