@@ -1,4 +1,5 @@
-# SeCo pseudo-label refinement: pixel semantic aggregation (psa) over SAM masks or superpixels.
+# SeCo pseudo-label refinement: pixel semantic aggregation (psa) over SAM masks or superpixels, then
+# semantic connectivity correction (scc) with a region classifier.
 
 
 rule psa:
@@ -27,3 +28,37 @@ rule psa:
         input=config["train"]["input"],
     script:
         "../stages/psa.py"
+
+
+rule scc:
+    input:
+        sequences=target_sequences("train"),
+        reconstructions=reconstruction_folders("train"),
+        psa=[f"{RESULTS}/psa/train/{seq}" for seq in config["dsec"]["sequences"]["train"]],
+        pseudo_labels=[
+            f"{RESULTS}/pseudo_label/train/{seq}" for seq in config["dsec"]["sequences"]["train"]
+        ],
+    output:
+        folders=[
+            directory(f"{RESULTS}/scc/train/{seq}") for seq in config["dsec"]["sequences"]["train"]
+        ],
+        regions=f"{RESULTS}/scc/regions.csv",
+        quality=f"{RESULTS}/scc/quality.json",
+        pictures=f"{RESULTS}/scc/pictures.png",
+    log:
+        f"{RESULTS}/logs/scc.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/scc.tsv"
+    conda:
+        "../envs/evseg.yaml"
+    threads: resources_of("scc")["threads"]
+    resources:
+        mem_mb=resources_of("scc")["mem_mb"],
+        runtime=resources_of("scc")["runtime"],
+        gpu=resources_of("scc")["gpu"],
+    params:
+        dsec=DSEC_PARAMS,
+        scc=config["scc"],
+        input=config["train"]["input"],
+    script:
+        "../stages/scc.py"

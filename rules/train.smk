@@ -148,6 +148,7 @@ rule evaluate_summary:
         metrics=evaluate_outputs(),
         pseudo_labels=f"{RESULTS}/pseudo_label/quality.json",
         psa=f"{RESULTS}/psa/quality.json",
+        scc=f"{RESULTS}/scc/quality.json",
     output:
         summary=f"{RESULTS}/evaluate/summary.csv",
         means=f"{RESULTS}/evaluate/summary_means.csv",

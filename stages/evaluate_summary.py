@@ -30,6 +30,11 @@ def main(input, output, params, threads):
         rows.append({"model": f"psa {quality['backend']} (train)", "seed": seed, "miou": quality["miou_labelled"],
                      "pixel_accuracy": quality["pixel_accuracy_labelled"], "samples": quality["samples"],
                      "labelled_share": quality["labelled_share"]})
+    for path in as_list(getattr(input, "scc", [])):
+        quality = json.loads(Path(path).read_text())
+        rows.append({"model": f"scc {quality['rule']} rule (train)", "seed": seed, "miou": quality["miou_labelled"],
+                     "pixel_accuracy": quality["pixel_accuracy_labelled"], "samples": quality["samples"],
+                     "labelled_share": quality["labelled_share"]})
     table = pd.DataFrame(rows)
     means = table.groupby("model", sort=False)[["miou", "pixel_accuracy"]].agg(["mean", "std", "count"])
     table.round(4).to_csv(output.summary, index=False)

@@ -16,10 +16,9 @@ import torch
 from tqdm import tqdm
 
 from evseg.adapt.data import InputSpec, TargetSamples
-from evseg.data.classes import IGNORE, NUM_CLASSES_TO_SET
-from evseg.errors import DataError
-from evseg.metrics import ConfusionMatrix
+from evseg.data.classes import NUM_CLASSES_TO_SET
 from evseg.recon.methods import pick_device
+from evseg.refine.labels import RefinementQuality, read_label
 from evseg.refine.proposals import PsaSettings, SamProposals, SuperpixelProposals, refine_label
 from evseg.refine.psa import class_partition
 from evseg.stage import as_list, run_stage
@@ -43,13 +42,6 @@ def build_proposals(cfg: dict, checkpoint):
     return SamProposals(sam, **cfg["sam"]["amg"])
 
 
-def read_label(path: Path, size) -> np.ndarray:
-    label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None or label.shape != tuple(size) or label.dtype != np.uint8:
-        raise DataError(path, "is missing or not a label-sized uint8 PNG", "rerun the pseudo_label rule")
-    return label
-
-
 def main(input, output, params, threads):
     torch.set_num_threads(threads)
     dsec, cfg = params.dsec, params.psa
@@ -66,9 +58,8 @@ def main(input, output, params, threads):
         folder.mkdir(parents=True, exist_ok=True)
     proposals = build_proposals(cfg, getattr(input, "checkpoint", None))
 
-    before, after = ConfusionMatrix(settings.num_classes), ConfusionMatrix(settings.num_classes)
+    tracker = RefinementQuality(settings.num_classes)
     counts = {"stuff_proposals": 0, "thing_prompts": 0}
-    labelled_before = labelled_after = 0
     shown = set(np.linspace(0, len(samples) - 1, min(cfg["pictures"], len(samples))).round().astype(int).tolist())
     rows = []
     for i in tqdm(range(len(samples)), desc="psa", mininterval=5):
@@ -80,27 +71,20 @@ def main(input, output, params, threads):
         for key in counts:
             counts[key] += stats[key]
         truth = samples.label(i)
-        for matrix, lab in ((before, label), (after, refined)):
-            matrix.update(np.where(lab == IGNORE, 0, lab), np.where(lab == IGNORE, IGNORE, truth))
-        labelled_before += int((label != IGNORE).sum())
-        labelled_after += int((refined != IGNORE).sum())
+        tracker.update(label, refined, truth)
         if i in shown:
             rows.append([gray(image), *(class_set.colorize(x) for x in (label, refined, truth))])
 
-    total = len(samples) * samples.label_size[0] * samples.label_size[1]
     quality = {"backend": cfg["backend"], "image": cfg["image"], "samples": len(samples), **counts,
-               "labelled_share_before": labelled_before / total, "labelled_share": labelled_after / total,
-               "miou_labelled_before": before.mean_iou(), "miou_labelled": after.mean_iou(),
-               "pixel_accuracy_labelled_before": before.pixel_accuracy(),
-               "pixel_accuracy_labelled": after.pixel_accuracy(),
+               **tracker.summary(),
                "per_class_iou": {name: None if np.isnan(iou) else round(float(iou), 4)
-                                 for name, iou in zip(class_set.names, after.iou())}}
+                                 for name, iou in zip(class_set.names, tracker.after.iou())}}
     Path(output.quality).write_text(json.dumps(quality, indent=2))
     save_rgb(output.pictures, panel(rows, [cfg["image"], "pixel pseudo-label", f"PSA ({cfg['backend']})",
                                           "ground truth"]))
     logging.info("PSA: mIoU %.1f -> %.1f on the labelled pixels, labelled share %.0f%% -> %.0f%%",
-                 100 * before.mean_iou(), 100 * after.mean_iou(), 100 * labelled_before / total,
-                 100 * labelled_after / total)
+                 100 * quality["miou_labelled_before"], 100 * quality["miou_labelled"],
+                 100 * quality["labelled_share_before"], 100 * quality["labelled_share"])
 
 
 run_stage(main, globals())

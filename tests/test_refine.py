@@ -136,14 +136,16 @@ def test_refine_label_votes_stuff_and_paints_prompted_things():
     assert counts == {"stuff_proposals": 2, "thing_prompts": 1} and proposals.prompts[0].cls == 8
 
 
-def test_both_backends_run_on_a_real_image(tiny_sam, image):
+def test_both_backends_run_on_a_real_image(tiny_sam, image, tmp_path):
+    torch.save(tiny_sam.state_dict(), tmp_path / "sam_tiny.pth")
+    loaded = load_sam(tmp_path / "sam_tiny.pth", TINY)  # the whole PSA path through our loader
     stuff, things = class_partition("ess11", 11)
     label = np.full(image.shape, 255, np.uint8)
     label[35:, :] = 5
     label[12:28, 22:43] = 8
     settings = PsaSettings(stuff, things, 11)
     for proposals in (SuperpixelProposals("felzenszwalb", 0.5, scale=50, sigma=0.5, min_size=10),
-                      SamProposals(tiny_sam, points_per_side=4)):
+                      SamProposals(loaded, points_per_side=4)):
         refined, counts = refine_label(label, image, proposals, settings)
         assert refined.shape == label.shape and refined.dtype == np.uint8
         assert counts["thing_prompts"] == 1 and set(np.unique(refined)) <= {5, 8, 255}

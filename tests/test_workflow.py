@@ -83,7 +83,12 @@ def test_tiny_end_to_end(tmp_path):
         assert confusion.sum() == sum(int((label != 255).sum()) for label in labels)
         assert metrics["pixel_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
     summary = pd.read_csv(results / "evaluate/summary.csv")
-    assert list(summary.model) == ["source_only", "uda", "pseudo_labels (train)", "psa superpixels (train)"]
+    assert list(summary.model) == ["source_only", "uda", "pseudo_labels (train)", "psa superpixels (train)",
+                                   "scc paper rule (train)"]
+    scc = json.loads((results / "scc/quality.json").read_text())
+    regions = pd.read_csv(results / "scc/regions.csv")
+    assert scc["regions"] == len(regions) == scc["kept"] + scc["relabelled"] + scc["dropped"] > 0
+    assert len(list((results / "scc/train/synth_00_a").glob("*.png"))) == 5
     psa = json.loads((results / "psa/quality.json").read_text())
     assert psa["samples"] == 5 and len(list((results / "psa/train/synth_00_a").glob("*.png"))) == 5
     assert (results / "psa/pictures.png").stat().st_size > 1000
