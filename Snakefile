@@ -14,6 +14,7 @@ include: "rules/inspect.smk"
 include: "rules/reconstruct.smk"
 include: "rules/train.smk"
 include: "rules/refine.smk"
+include: "rules/semi.smk"
 
 
 rule all:
@@ -21,3 +22,4 @@ rule all:
         inspect_outputs(),
         reconstruct_outputs(),
         f"{RESULTS}/evaluate/summary.csv",
+        f"{RESULTS}/split/labeled.txt",

@@ -89,6 +89,9 @@ def test_tiny_end_to_end(tmp_path):
     regions = pd.read_csv(results / "scc/regions.csv")
     assert scc["regions"] == len(regions) == scc["kept"] + scc["relabelled"] + scc["dropped"] > 0
     assert len(list((results / "scc/train/synth_00_a").glob("*.png"))) == 5
+    labeled, unlabeled = ((results / f"split/{name}.txt").read_text().split() for name in ("labeled", "unlabeled"))
+    assert len(labeled) == 3 and len(unlabeled) == 2  # half of 5, rounded up
+    assert sorted(labeled + unlabeled) == [f"synth_00_a/{i:06d}" for i in (6, 8, 10, 12, 14)]
     psa = json.loads((results / "psa/quality.json").read_text())
     assert psa["samples"] == 5 and len(list((results / "psa/train/synth_00_a").glob("*.png"))) == 5
     assert (results / "psa/pictures.png").stat().st_size > 1000

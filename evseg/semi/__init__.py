@@ -1,0 +1,1 @@
+"""Semi-supervised retraining on the refined pseudo-labels (UniMatch)."""
