@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from evseg.errors import DataError
 
@@ -63,8 +65,6 @@ OFFICIAL_AMG = dict(points_per_side=32, points_per_batch=64, pred_iou_thresh=0.8
 
 def build_sam(spec: SamSpec):
     """A SAM with random weights, built from segment-anything's own classes (as its ``_build_sam``)."""
-    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
     grid = spec.image_size // spec.patch_size
     sam = Sam(
         image_encoder=ImageEncoderViT(
@@ -137,9 +137,7 @@ class SamMasks:
     share one image-encoder pass."""
 
     def __init__(self, sam, **amg_overrides):
-        from segment_anything import SamAutomaticMaskGenerator
-
-        self.predictor = _SharedEmbeddingPredictor(sam)
+        self.predictor = SharedEmbeddingPredictor(sam)
         self.generator = SamAutomaticMaskGenerator(sam, **{**OFFICIAL_AMG, **amg_overrides})
         self.generator.predictor = self.predictor
         self.image = None
@@ -180,31 +178,22 @@ class SamMasks:
                 for b, p in zip(boxes, points)]
 
 
-def _shared_predictor_class():
-    from segment_anything import SamPredictor
+class SharedEmbeddingPredictor(SamPredictor):
+    """A SamPredictor that keeps its image embedding when the automatic mask generator resets it, and skips the
+    encoder when it is given the same image again."""
 
-    class SharedEmbeddingPredictor(SamPredictor):
-        """A SamPredictor that keeps its image embedding when the automatic mask generator resets it, and
-        skips the encoder when it is given the same image again."""
+    _keep = False
 
-        _keep = False
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        key = (image.shape, hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest())
+        if not (self.is_image_set and key == getattr(self, "_key", None)):
+            super().set_image(image, image_format)
+            self._key, self._keep = key, True
 
-        def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-            key = (image.shape, hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest())
-            if not (self.is_image_set and key == getattr(self, "_key", None)):
-                super().set_image(image, image_format)
-                self._key, self._keep = key, True
+    def reset_image(self) -> None:
+        if not self._keep:
+            super().reset_image()
 
-        def reset_image(self) -> None:
-            if not self._keep:
-                super().reset_image()
-
-        def forget(self) -> None:
-            self._keep = False
-            self.reset_image()
-
-    return SharedEmbeddingPredictor
-
-
-def _SharedEmbeddingPredictor(sam):
-    return _shared_predictor_class()(sam)
+    def forget(self) -> None:
+        self._keep = False
+        self.reset_image()
