@@ -19,7 +19,9 @@ $(INSTALLED): envs/requirements.txt envs/constraints.txt pyproject.toml
 
 run: $(INSTALLED)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
-	@echo "Pictures and statistics: results/$$($(PY) -c "import yaml; print(yaml.safe_load(open('$(CONFIG)')).get('run', 'demo'))")/inspect/"
+	@run=results/$$($(PY) -c "import yaml; print(yaml.safe_load(open('$(CONFIG)')).get('run', 'demo'))"); \
+	echo "Summary (test mIoU of every model, pseudo-label quality after each step): $$run/evaluate/summary.csv"; \
+	echo "Pictures: $$run/evaluate/*/seed*/panels.png, $$run/psa/pictures.png, $$run/scc/pictures.png, $$run/inspect/"
 
 test: $(INSTALLED)
 	$(PY) -m pytest

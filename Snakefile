@@ -22,4 +22,3 @@ rule all:
         inspect_outputs(),
         reconstruct_outputs(),
         f"{RESULTS}/evaluate/summary.csv",
-        f"{RESULTS}/split/labeled.txt",

@@ -107,7 +107,7 @@ check_config()
 wildcard_constraints:
     split="train|test",
     seq="[A-Za-z0-9_]+",
-    model="uda|source_only",
+    model="uda|source_only|semi",
     seed="[0-9]+",
 
 
@@ -211,7 +211,7 @@ def train_params(wildcards):
 def evaluate_outputs():
     return [
         f"{RESULTS}/evaluate/{model}/seed{seed}/metrics.json"
-        for model in ("source_only", "uda")
+        for model in ("source_only", "uda", "semi")
         for seed in config["train"]["seeds"]
     ]
 
@@ -226,4 +226,18 @@ def psa_inputs(wildcards):
     }
     if config["psa"]["backend"] == "sam":
         inputs["checkpoint"] = config["psa"]["sam"]["checkpoint"]
+    return inputs
+
+
+def semi_inputs(wildcards):
+    """train_semi starts from the same seed's adapted model and reads the split and the SCC labels."""
+    inputs = {
+        "model": f"{RESULTS}/train/uda/seed{wildcards.seed}/model.pt",
+        "labeled": f"{RESULTS}/split/labeled.txt",
+        "unlabeled": f"{RESULTS}/split/unlabeled.txt",
+        "labels": [f"{RESULTS}/scc/train/{seq}" for seq in config["dsec"]["sequences"]["train"]],
+        "sequences": target_sequences("train"),
+    }
+    if config["train"]["input"]["target"] == "reconstruction":
+        inputs["reconstructions"] = reconstruction_folders("train")
     return inputs

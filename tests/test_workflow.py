@@ -72,9 +72,10 @@ def test_tiny_end_to_end(tmp_path):
     results = tmp_path / "results/tiny"
     hybrid = (results / "sample/hybrid.txt").read_text().split()
     assert len(hybrid) == 1 and hybrid[0] in list(manifest.sample_id.str.replace("10_a", "00_a"))  # at least 1
-    for model in ("uda", "source_only"):
-        assert len(pd.read_csv(results / f"train/{model}/seed0/metrics.csv")) == 2  # log_every 2 of 4 steps
-        assert yaml.safe_load((results / f"train/{model}/seed0/config.yaml").read_text())["train"]["seed"] == 0
+    for model, rows in (("uda", 2), ("source_only", 2), ("semi", 1)):
+        assert len(pd.read_csv(results / f"train/{model}/seed0/metrics.csv")) == rows  # log_every 2
+        resolved = yaml.safe_load((results / f"train/{model}/seed0/config.yaml").read_text())
+        assert resolved["semi" if model == "semi" else "train"]["seed"] == 0
         assert not (results / f"train/{model}/seed0/state").exists()  # removed once the outputs are complete
         metrics = json.loads((results / f"evaluate/{model}/seed0/metrics.json").read_text())
         confusion = np.load(results / f"evaluate/{model}/seed0/confusion.npy")
@@ -83,8 +84,10 @@ def test_tiny_end_to_end(tmp_path):
         assert confusion.sum() == sum(int((label != 255).sum()) for label in labels)
         assert metrics["pixel_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
     summary = pd.read_csv(results / "evaluate/summary.csv")
-    assert list(summary.model) == ["source_only", "uda", "pseudo_labels (train)", "psa superpixels (train)",
-                                   "scc paper rule (train)"]
+    assert list(summary.model) == ["source_only", "uda", "semi", "pseudo_labels (train)",
+                                   "psa superpixels (train)", "scc paper rule (train)"]
+    semi = pd.read_csv(results / "train/semi/seed0/metrics.csv")
+    assert {"loss_labeled", "loss_strong1", "loss_strong2", "loss_feature_perturbation"} <= set(semi.columns)
     scc = json.loads((results / "scc/quality.json").read_text())
     regions = pd.read_csv(results / "scc/regions.csv")
     assert scc["regions"] == len(regions) == scc["kept"] + scc["relabelled"] + scc["dropped"] > 0
@@ -106,6 +109,8 @@ def test_tiny_end_to_end(tmp_path):
         (("start_iter: 1", "start_iter: 2"), ["train_uda", "pseudo_label", "evaluate", "evaluate_summary"],
          ["train_source_only", "sample", "reconstruct", "inspect_sequence"]),
         (("panels: 2", "panels: 1"), ["evaluate", "evaluate_summary"], ["train_uda", "train_source_only"]),
+        (("confidence_threshold: 0.5", "confidence_threshold: 0.6"), ["train_semi", "evaluate", "evaluate_summary"],
+         ["train_uda", "scc", "split", "pseudo_label"]),
     ]:
         changed = tmp_path / "changed.yaml"
         changed.write_text(config.read_text().replace(*edit))

@@ -17,7 +17,7 @@ def no_autocast(device: torch.device):
         return contextlib.nullcontext()
 
 
-def _resize(logits: Tensor, size) -> Tensor:
+def resize_logits(logits: Tensor, size) -> Tensor:
     if size is not None and tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
     return logits
@@ -35,7 +35,7 @@ def pixel_cross_entropy(logits: Tensor, labels: Tensor, weight: Tensor | None = 
     if average not in ("all", "valid"):
         raise ValueError(f"average must be 'all' or 'valid', got {average!r}")
     with no_autocast(logits.device):
-        logits = _resize(logits.float(), labels.shape[-2:])
+        logits = resize_logits(logits.float(), labels.shape[-2:])
         loss = F.cross_entropy(logits, labels.long(), ignore_index=ignore_index, reduction="none")
         if weight is not None:
             loss = loss * weight.float()
@@ -47,7 +47,7 @@ def pixel_cross_entropy(logits: Tensor, labels: Tensor, weight: Tensor | None = 
 def pseudo_labels(logits: Tensor, size=None) -> tuple[Tensor, Tensor]:
     """(max softmax probability (B,H,W) float32, argmax label (B,H,W) long), after upsampling to ``size``."""
     with torch.no_grad(), no_autocast(logits.device):
-        probability = torch.softmax(_resize(logits.float(), size), dim=1)
+        probability = torch.softmax(resize_logits(logits.float(), size), dim=1)
         value, label = probability.max(dim=1)
         return value, label
 

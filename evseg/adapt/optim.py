@@ -17,7 +17,7 @@ from torch import nn
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 10.0,
                  head_prefix: str = "decode_head.", no_decay_keys: Sequence[str] = ("norm", "pos_block")) -> list[dict]:
-    """AdamW parameter groups "head" (lr*mult, decay), "no_decay" (lr, decay 0) and "decay" (lr, decay); frozen
+    """Parameter groups "head" (lr*mult, decay), "no_decay" (lr, decay 0) and "decay" (lr, decay); frozen
     parameters are left out, and so are empty groups. Each group has a "name" for logging."""
     groups = {"head": ([], lr * head_lr_mult, weight_decay), "no_decay": ([], lr, 0.0),
               "decay": ([], lr, weight_decay)}
@@ -47,15 +47,24 @@ def poly_warmup(step: int, max_iters: int, warmup_iters: int = 1500, warmup_rati
     return factor
 
 
-def build_optimizer(model: nn.Module, cfg: dict) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over ``param_groups`` and a LambdaLR applying ``poly_warmup``; call ``scheduler.step()`` after each
-    optimiser step (iteration t then trains with lr(t)). cfg: max_iters (required), lr, weight_decay, betas,
-    head_lr_mult, warmup_iters, warmup_ratio, power, min_lr_ratio (DAFormer's values by default)."""
+def build_optimizer(model: nn.Module, cfg: dict) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """An optimiser over ``param_groups`` and a LambdaLR applying ``poly_warmup``; call ``scheduler.step()`` after
+    each optimiser step (iteration t then trains with lr(t)). cfg: max_iters (required), name ("adamw", or "sgd"
+    with momentum: UniMatch, which decays every parameter), lr, weight_decay, betas, momentum, head_lr_mult,
+    warmup_iters, warmup_ratio, power, min_lr_ratio (DAFormer's values by default)."""
+    name = cfg.get("name", "adamw")
+    if name not in ("adamw", "sgd"):
+        raise ValueError(f"optimizer name must be 'adamw' or 'sgd', got {name!r}")
+    no_decay = ("norm", "pos_block") if name == "adamw" else ()
     groups = param_groups(model, cfg.get("lr", 6e-5), cfg.get("weight_decay", 0.01),
                           cfg.get("head_lr_mult", 10.0), cfg.get("head_prefix", "decode_head."),
-                          tuple(cfg.get("no_decay_keys", ("norm", "pos_block"))))
-    optimizer = torch.optim.AdamW(groups, lr=cfg.get("lr", 6e-5), betas=tuple(cfg.get("betas", (0.9, 0.999))),
-                                  weight_decay=cfg.get("weight_decay", 0.01))
+                          tuple(cfg.get("no_decay_keys", no_decay)))
+    if name == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=cfg.get("lr", 6e-5), betas=tuple(cfg.get("betas", (0.9, 0.999))),
+                                      weight_decay=cfg.get("weight_decay", 0.01))
+    else:
+        optimizer = torch.optim.SGD(groups, lr=cfg.get("lr", 6e-5), momentum=cfg.get("momentum", 0.9),
+                                    weight_decay=cfg.get("weight_decay", 0.01))
     # A partial, not a lambda, so that LambdaLR.state_dict can store it.
     schedule = functools.partial(poly_warmup, max_iters=cfg["max_iters"], warmup_iters=cfg.get("warmup_iters", 1500),
                                  warmup_ratio=cfg.get("warmup_ratio", 1e-6), power=cfg.get("power", 1.0),

@@ -1,5 +1,6 @@
 """The training loop of rules train_uda and train_source_only: DAFormer/DACS self-training with HPL-ESS
-hybrid pseudo-labels, or (adaptation off) plain supervised training on the source.
+hybrid pseudo-labels, or (adaptation off) plain supervised training on the source. The loop itself
+(``run_steps``: resume, logging, checkpoints) also drives train_semi.
 
 One step, in DAFormer's order (each loss has its own backward; one optimizer step at the end):
 
@@ -221,14 +222,29 @@ def train(student: torch.nn.Module, batches: StepBatches, cfg: dict, num_classes
     ``batches`` is a StepBatches; ``stop_after`` ends the run early after that many steps of this call (a
     simulated kill, for tests). Returns the Step object (student, teacher) at the end.
     """
-    state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg["seed"])
     student.to(device).train()
     if device.type == "cuda":
         student.to(memory_format=torch.channels_last)
     step = Step(student, cfg, num_classes, batches.source.spec, device)
     optimizer, scheduler = build_optimizer(student, {**cfg["optimizer"], "max_iters": cfg["max_iters"]})
+    run_steps(step, batches, optimizer, scheduler, cfg, state_dir, stop_after)
+    return step
+
+
+def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | Path,
+              stop_after: int | None = None) -> None:
+    """The loop shared by every segmentation training rule: resume, one batch per step, the optimizer and
+    schedule steps, ``metrics.csv`` rows and periodic checkpoints.
+
+    ``step`` is callable as ``step(index, batch) -> {name: loss}`` (it computes the gradients) and has
+    ``student``, ``device``, ``state_dict()`` and ``load_state_dict()`` for the state beyond the student.
+    ``batches[k]`` is the batch of step ``k``. ``cfg`` needs seed, max_iters, num_workers, log_every and
+    checkpoint_every; all of it goes into the hash that decides whether a checkpoint may be resumed.
+    """
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    device = step.device
     cfg_hash = config_hash(cfg)
     start = resume(state_dir, cfg_hash, step, optimizer, scheduler)
     metrics_path = state_dir / METRICS
@@ -272,4 +288,3 @@ def train(student: torch.nn.Module, batches: StepBatches, cfg: dict, num_classes
         if done % cfg["checkpoint_every"] == 0 or done == cfg["max_iters"]:
             checkpoint(state_dir, cfg_hash, done, step, optimizer, scheduler)
     progress.close()
-    return step

@@ -1,0 +1,61 @@
+"""Rule train_semi: UniMatch retraining on the target, from the adapted model of the same seed.
+
+The labelled set is ``split/labeled.txt`` with the refined (SCC) pseudo-labels as ground truth, the unlabelled
+set ``split/unlabeled.txt``. Writes ``model.pt`` (the student; no teacher), ``metrics.csv`` and ``config.yaml``,
+like the other training rules; the resumable state lives in ``state/`` until the run is complete.
+"""
+
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+import yaml
+
+from evseg.adapt.data import TargetSamples, read_ids
+from evseg.adapt.inference import load_model_file, save_model_file
+from evseg.adapt.optim import build_optimizer
+from evseg.adapt.trainer import METRICS, run_steps
+from evseg.recon.methods import pick_device
+from evseg.semi.data import SemiBatches, read_refined_labels
+from evseg.semi.unimatch import UniMatchStep
+from evseg.semi.views import StrongViews
+from evseg.stage import as_list, run_stage
+
+
+def main(input, output, params, threads):
+    torch.set_num_threads(threads)
+    cfg = {**params.semi, **params.loop, "seed": params.seed}
+    student, spec, meta = load_model_file(input.model, which=cfg["init_from"])
+    target = TargetSamples.from_folders(as_list(input.sequences), params.dsec, spec,
+                                        as_list(getattr(input, "reconstructions", [])))
+    labeled = read_ids(input.labeled)
+    label_folders = {Path(folder).name: Path(folder) for folder in as_list(input.labels)}
+    labels = read_refined_labels(label_folders, labeled, target.label_size)
+    unlabeled = read_ids(input.unlabeled)
+    mean, std = spec.mean_std()
+    views = StrongViews.from_config(cfg["strong_aug"], images=spec.target == "reconstruction", mean=mean, std=std)
+    batches = SemiBatches(target, labels, unlabeled, cfg["seed"], cfg["batch_size"], cfg["crop_size"],
+                          cfg["scale_range"], views, cfg["strong_aug"]["cutmix_p"])
+
+    device = pick_device(cfg["device"])
+    logging.info("UniMatch from the %s of %s on %s: %d labelled, %d unlabelled samples", cfg["init_from"],
+                 input.model, device, len(labeled), len(unlabeled))
+    torch.manual_seed(cfg["seed"])
+    student.to(device).train()
+    if device.type == "cuda":
+        student.to(memory_format=torch.channels_last)
+    step = UniMatchStep(student, cfg, device)
+    optimizer, scheduler = build_optimizer(student, {**cfg["optimizer"], "max_iters": cfg["max_iters"]})
+    state_dir = Path(output.model).parent / "state"
+    run_steps(step, batches, optimizer, scheduler, cfg, state_dir)
+
+    save_model_file(output.model, student, None, meta["model"], spec, meta["classes"], meta["num_classes"],
+                    cfg["max_iters"])
+    shutil.copyfile(state_dir / METRICS, output.metrics)
+    resolved = {"model": meta["model"], "initial_model": str(input.model), "semi": cfg, "dsec": params.dsec}
+    Path(output.config).write_text(yaml.safe_dump(resolved, sort_keys=False))
+    shutil.rmtree(state_dir)
+
+
+run_stage(main, globals())
