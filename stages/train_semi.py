@@ -5,6 +5,7 @@ set ``split/unlabeled.txt``. Writes ``model.pt`` (the student; no teacher), ``me
 like the other training rules; the resumable state lives in ``state/`` until the run is complete.
 """
 
+import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -25,7 +26,10 @@ from evseg.stage import as_list, run_stage
 
 def main(input, output, params, threads):
     torch.set_num_threads(threads)
-    cfg = {**params.semi, **params.loop, "seed": params.seed}
+    with open(input.model, "rb") as f:
+        # in the resume hash: a checkpoint left by a killed run must not continue on a retrained UDA model
+        initial = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    cfg = {**params.semi, **params.loop, "seed": params.seed, "initial_model_sha256": initial}
     student, spec, meta = load_model_file(input.model, which=cfg["init_from"])
     target = TargetSamples.from_folders(as_list(input.sequences), params.dsec, spec,
                                         as_list(getattr(input, "reconstructions", [])))
