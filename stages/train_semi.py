@@ -16,7 +16,7 @@ import yaml
 from evseg.adapt.data import TargetSamples, read_ids
 from evseg.adapt.inference import load_model_file, save_model_file
 from evseg.adapt.optim import build_optimizer
-from evseg.adapt.trainer import METRICS, run_steps
+from evseg.adapt.trainer import METRICS, run_steps, to_training_device
 from evseg.recon.methods import pick_device
 from evseg.semi.data import SemiBatches, read_refined_labels
 from evseg.semi.unimatch import UniMatchStep
@@ -46,9 +46,7 @@ def main(input, output, params, threads):
     logging.info("UniMatch from the %s of %s on %s: %d labelled, %d unlabelled samples", cfg["init_from"],
                  input.model, device, len(labeled), len(unlabeled))
     torch.manual_seed(cfg["seed"])
-    student.to(device).train()
-    if device.type == "cuda":
-        student.to(memory_format=torch.channels_last)
+    to_training_device(student, device)
     step = UniMatchStep(student, cfg, device)
     optimizer, scheduler = build_optimizer(student, {**cfg["optimizer"], "max_iters": cfg["max_iters"]})
     state_dir = Path(output.model).parent / "state"

@@ -215,6 +215,13 @@ def checkpoint(state_dir: Path, cfg_hash: str, step_index: int, step: Step, opti
 # the loop
 
 
+def to_training_device(model: torch.nn.Module, device: torch.device) -> None:
+    """Train mode on ``device``; channels_last on CUDA, where the convolutions are faster in that layout."""
+    model.to(device).train()
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+
+
 def train(student: torch.nn.Module, batches: StepBatches, cfg: dict, num_classes: int, state_dir: str | Path,
           device: torch.device, stop_after: int | None = None) -> Step:
     """Train ``student`` for ``cfg["max_iters"]`` steps, resuming from ``state_dir`` when possible.
@@ -223,9 +230,7 @@ def train(student: torch.nn.Module, batches: StepBatches, cfg: dict, num_classes
     simulated kill, for tests). Returns the Step object (student, teacher) at the end.
     """
     torch.manual_seed(cfg["seed"])
-    student.to(device).train()
-    if device.type == "cuda":
-        student.to(memory_format=torch.channels_last)
+    to_training_device(student, device)
     step = Step(student, cfg, num_classes, batches.source.spec, device)
     optimizer, scheduler = build_optimizer(student, {**cfg["optimizer"], "max_iters": cfg["max_iters"]})
     run_steps(step, batches, optimizer, scheduler, cfg, state_dir, stop_after)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from evseg.adapt.augment import color_jitter, denormalize, gaussian_blur, normalize
+from evseg.adapt.augment import GRAY_WEIGHTS, color_jitter, denormalize, gaussian_blur, normalize
 
 CUTMIX_AREA = (0.02, 0.4)
 CUTMIX_ASPECT = (0.3, 1 / 0.3)
@@ -62,7 +62,7 @@ class StrongViews:
             if jitter:
                 x = color_jitter(x, torch.from_numpy(factors)[:, None], order)
             if gray and x.shape[1] == 3:
-                luma = (x * torch.tensor([0.2989, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+                luma = (x * torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
                 x = luma.expand_as(x)
         if blur:
             x = gaussian_blur(x, sigma)
