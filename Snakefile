@@ -10,6 +10,7 @@ min_version("9.0")
 
 include: "rules/common.smk"
 include: "rules/synthesize.smk"
+include: "rules/download.smk"
 include: "rules/inspect.smk"
 include: "rules/reconstruct.smk"
 include: "rules/train.smk"

@@ -1,7 +1,12 @@
 # Config validation and every input/param function of the workflow (the rule files stay declarative).
 
 import os
+import re
+import sys
 
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 validate(config, schema="../configs/schema.yaml")
@@ -11,6 +16,16 @@ validate(config, schema="../configs/schema.yaml")
 os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p)
 )
+sys.path.insert(0, workflow.basedir)
+
+from evseg.fetch.manifest import (
+    CITYSCAPES_ARCHIVES,
+    archives,
+    cityscapes_login,
+    dsec_archive_names,
+    placed_by_hand,
+    weights,
+)
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -18,6 +33,7 @@ DSEC_ROOT = os.path.normpath(config["dsec"]["root"])
 CITYSCAPES_ROOT = os.path.normpath(config["cityscapes"]["root"])
 SYNTH = os.path.normpath(config["synthetic"]["root"])
 SPLITS = ("train", "test")
+DOWNLOADS = os.path.normpath(config["download"]["archives"])
 
 
 def check_config():
@@ -86,12 +102,18 @@ def check_config():
             "(reconstruction, or sum_event_channels: true), which is repeated to 3 channels; a voxel "
             "grid's channels cannot be mixed with RGB"
         )
-    if config["psa"]["backend"] == "sam" and not config["psa"]["sam"]["checkpoint"]:
+    refines = "semi" in config["evaluate"]["models"]  # the SeCo stages run only for train_semi
+    if refines and config["psa"]["backend"] == "sam" and not config["psa"]["sam"]["checkpoint"]:
         raise ValueError(
             "config: psa.backend is 'sam' but psa.sam.checkpoint is empty. Download "
             "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth (or the vit_b/vit_l "
             "file matching psa.sam.variant) and set psa.sam.checkpoint to its path; "
             "psa.backend: superpixels needs no weights"
+        )
+    if config["download"]["enabled"] and config["synthetic"]["enabled"]:
+        raise ValueError(
+            "config: download.enabled and synthetic.enabled are both true; the download rules fetch "
+            "the real datasets, the synthesize rules write the demo's: enable one of them"
         )
     height, width = config["dsec"]["sensor_size"]
     if config["dsec"]["label_height"] > height:
@@ -192,6 +214,10 @@ def reconstruction_folders(split):
 def train_inputs(adapt):
     """Inputs of train_uda (adapt) or train_source_only, as an input function."""
     inputs = {"cityscapes": CITYSCAPES_ROOT}
+    if config["model"][
+        "pretrained"
+    ]:  # an input, so that a missing file stops the run before it starts
+        inputs["pretrained"] = config["model"]["pretrained"]
     if adapt:
         inputs["sequences"] = target_sequences("train")
         hybrid = config["uda"]["hybrid"]["enabled"]
@@ -211,9 +237,19 @@ def train_params(wildcards):
 def evaluate_outputs():
     return [
         f"{RESULTS}/evaluate/{model}/seed{seed}/metrics.json"
-        for model in ("source_only", "uda", "semi")
+        for model in config["evaluate"]["models"]
         for seed in config["train"]["seeds"]
     ]
+
+
+def summary_inputs(wildcards):
+    """Every evaluated model, and the pseudo-label quality after each refinement step when semi is run."""
+    inputs = {"metrics": evaluate_outputs()}
+    if "semi" in config["evaluate"]["models"]:
+        inputs["pseudo_labels"] = f"{RESULTS}/pseudo_label/quality.json"
+        inputs["psa"] = f"{RESULTS}/psa/quality.json"
+        inputs["scc"] = f"{RESULTS}/scc/quality.json"
+    return inputs
 
 
 def psa_inputs(wildcards):
@@ -229,6 +265,19 @@ def psa_inputs(wildcards):
     return inputs
 
 
+def scc_inputs(wildcards):
+    train = config["dsec"]["sequences"]["train"]
+    inputs = {
+        "sequences": target_sequences("train"),
+        "reconstructions": reconstruction_folders("train"),
+        "psa": [f"{RESULTS}/psa/train/{seq}" for seq in train],
+        "pseudo_labels": [f"{RESULTS}/pseudo_label/train/{seq}" for seq in train],
+    }
+    if config["scc"]["pretrained"]:
+        inputs["pretrained"] = config["scc"]["pretrained"]
+    return inputs
+
+
 def semi_inputs(wildcards):
     """train_semi starts from the same seed's adapted model and reads the split and the SCC labels."""
     inputs = {
@@ -241,3 +290,41 @@ def semi_inputs(wildcards):
     if config["train"]["input"]["target"] == "reconstruction":
         inputs["reconstructions"] = reconstruction_folders("train")
     return inputs
+
+
+def checkpoint_paths():
+    """Every weights file the config names (empty settings left out)."""
+    sections = ("model", "pretrained"), ("reconstruct", "checkpoint"), ("scc", "pretrained")
+    named = [config[section][key] for section, key in sections]
+    return [path for path in named + [config["psa"]["sam"]["checkpoint"]] if path]
+
+
+def weights_entry(wildcards):
+    path = wildcards.checkpoint
+    return weights([path], config["download"]["mirrors"])[path].as_dict()
+
+
+def manual_source(wildcards):
+    return placed_by_hand([wildcards.manual])[wildcards.manual]
+
+
+def download_entries():
+    """Archive name (under download.archives) -> manifest entry, for everything this config may fetch."""
+    sequences = {split: config["dsec"]["sequences"][split] for split in SPLITS}
+    entries = archives(sequences, config["download"]["dsec_images"], config["download"]["mirrors"])
+    return {name: entry.as_dict() for name, entry in entries.items()}
+
+
+def archive(path):
+    """Archives are deleted once unpacked unless download.keep_archives."""
+    return path if config["download"]["keep_archives"] else temp(path)
+
+
+def alternatives(names):
+    """A wildcard constraint that matches exactly these strings (never-matching when empty)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+def dsec_sequence_inputs(wildcards):
+    names = dsec_archive_names(wildcards.split, wildcards.seq, config["download"]["dsec_images"])
+    return {role: f"{DOWNLOADS}/{name}" for role, name in names.items()}

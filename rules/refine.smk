@@ -32,12 +32,7 @@ rule psa:
 
 rule scc:
     input:
-        sequences=target_sequences("train"),
-        reconstructions=reconstruction_folders("train"),
-        psa=[f"{RESULTS}/psa/train/{seq}" for seq in config["dsec"]["sequences"]["train"]],
-        pseudo_labels=[
-            f"{RESULTS}/pseudo_label/train/{seq}" for seq in config["dsec"]["sequences"]["train"]
-        ],
+        unpack(scc_inputs),
     output:
         folders=[
             directory(f"{RESULTS}/scc/train/{seq}") for seq in config["dsec"]["sequences"]["train"]

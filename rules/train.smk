@@ -145,10 +145,7 @@ rule evaluate:
 
 rule evaluate_summary:
     input:
-        metrics=evaluate_outputs(),
-        pseudo_labels=f"{RESULTS}/pseudo_label/quality.json",
-        psa=f"{RESULTS}/psa/quality.json",
-        scc=f"{RESULTS}/scc/quality.json",
+        unpack(summary_inputs),
     output:
         summary=f"{RESULTS}/evaluate/summary.csv",
         means=f"{RESULTS}/evaluate/summary_means.csv",

@@ -1,0 +1,91 @@
+"""What a configuration needs from the internet: archive names, their URLs and checksums (manifest.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+MANIFEST = Path(__file__).with_name("manifest.yaml")
+
+
+@dataclass(frozen=True)
+class Entry:
+    url: str
+    size: int | None = None
+    sha256: str | None = None
+    auth: str | None = None  # "cityscapes": needs the login session
+    approx_gib: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@cache
+def manifest() -> dict:
+    return yaml.safe_load(MANIFEST.read_text())
+
+
+def with_mirrors(url: str, mirrors: dict[str, str]) -> str:
+    """``url`` with the longest matching prefix in ``mirrors`` replaced by its mirror."""
+    matches = [prefix for prefix in mirrors if url.startswith(prefix)]
+    if not matches:
+        return url
+    prefix = max(matches, key=len)
+    return mirrors[prefix] + url[len(prefix):]
+
+
+def _entry(spec: dict, mirrors: dict[str, str], auth: str | None = None) -> Entry:
+    return Entry(with_mirrors(spec["url"], mirrors), spec.get("size"), spec.get("sha256"), auth,
+                 spec.get("approx_gib"))
+
+
+DSEC_SUFFIXES = {"events": "_events_left.zip", "images": "_images_rectified_left.zip",
+                 "image_timestamps": "_image_timestamps.txt"}
+
+
+def dsec_roles(images: bool) -> list[str]:
+    return list(DSEC_SUFFIXES) if images else ["events"]
+
+
+def dsec_archive_names(split: str, seq: str, images: bool) -> dict[str, str]:
+    """Role -> name (relative to download.archives) of one sequence's archives and its split's unpacked labels."""
+    names = {role: f"dsec/{split}/{seq}{DSEC_SUFFIXES[role]}" for role in dsec_roles(images)}
+    return {**names, "labels": f"dsec/{split}_semantic_segmentation"}
+
+
+CITYSCAPES_ARCHIVES = ("cityscapes/gtFine_trainvaltest.zip", "cityscapes/leftImg8bit_trainvaltest.zip")
+
+
+def archives(sequences: dict[str, list[str]], images: bool, mirrors: dict[str, str]) -> dict[str, Entry]:
+    """Every file the download rule may fetch under download.archives, by its relative name."""
+    spec = manifest()
+    dsec, found = spec["dsec"], {}
+    for split, names in sequences.items():
+        found[f"dsec/{split}_semantic_segmentation.zip"] = _entry(dsec["semantic"][split], mirrors)
+        for seq in names:
+            folder = "test" if seq in dsec["test_sequences"] else "train"
+            for role in dsec_roles(images):
+                url = dsec[role].format(folder=folder, seq=seq)
+                found[f"dsec/{split}/{seq}{DSEC_SUFFIXES[role]}"] = Entry(with_mirrors(url, mirrors))
+    for name, package in spec["cityscapes"]["packages"].items():
+        found[f"cityscapes/{name}"] = _entry(package, mirrors, auth="cityscapes")
+    return found
+
+
+def cityscapes_login(mirrors: dict[str, str]) -> str:
+    return with_mirrors(manifest()["cityscapes"]["login"], mirrors)
+
+
+def weights(paths: list[str], mirrors: dict[str, str]) -> dict[str, Entry]:
+    """The checkpoint paths of a config whose file names the manifest can download."""
+    known = manifest()["weights"]
+    return {path: _entry(known[Path(path).name], mirrors) for path in paths if path and Path(path).name in known}
+
+
+def placed_by_hand(paths: list[str]) -> dict[str, str]:
+    """The checkpoint paths of a config that a user must download by hand, with where to get each."""
+    known = manifest()["manual"]
+    return {path: known[Path(path).name] for path in paths if path and Path(path).name in known}

@@ -1,0 +1,117 @@
+# The real datasets and weights: download (resumable, verified against evseg/fetch/manifest.yaml) and unpack
+# into dsec.root, cityscapes.root and the checkpoint paths of the config (only with download.enabled).
+# Weights behind Google Drive / OneDrive links are placed by hand: rule place_by_hand says where from.
+
+
+if config["download"]["enabled"]:
+
+    rule download:
+        output:
+            archive(f"{DOWNLOADS}/{{name}}"),
+        log:
+            f"{DOWNLOADS}/logs/{{name}}.log",
+        wildcard_constraints:
+            name=alternatives(download_entries()),
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("download")["threads"]
+        resources:
+            mem_mb=resources_of("download")["mem_mb"],
+            runtime=resources_of("download")["runtime"],
+            gpu=resources_of("download")["gpu"],
+        params:
+            entry=lambda wildcards: download_entries()[wildcards.name],
+            fetch=config_subset("download", "retries", "timeout_s", "backoff_s"),
+            cityscapes_login=cityscapes_login(config["download"]["mirrors"]),
+        script:
+            "../stages/download.py"
+
+    rule download_weights:
+        output:
+            "{checkpoint}",
+        log:
+            f"{DOWNLOADS}/logs/weights/{{checkpoint}}.log",
+        wildcard_constraints:
+            checkpoint=alternatives(weights(checkpoint_paths(), {})),
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("download")["threads"]
+        resources:
+            mem_mb=resources_of("download")["mem_mb"],
+            runtime=resources_of("download")["runtime"],
+            gpu=resources_of("download")["gpu"],
+        params:
+            entry=weights_entry,
+            fetch=config_subset("download", "retries", "timeout_s", "backoff_s"),
+            cityscapes_login="",
+        script:
+            "../stages/download.py"
+
+    rule unpack_dsec_labels:
+        input:
+            archives=f"{DOWNLOADS}/dsec/{{split}}_semantic_segmentation.zip",
+        output:
+            archive(directory(f"{DOWNLOADS}/dsec/{{split}}_semantic_segmentation")),
+        log:
+            f"{DOWNLOADS}/logs/unpack_dsec_labels/{{split}}.log",
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("unpack")["threads"]
+        resources:
+            mem_mb=resources_of("unpack")["mem_mb"],
+            runtime=resources_of("unpack")["runtime"],
+            gpu=resources_of("unpack")["gpu"],
+        script:
+            "../stages/unpack.py"
+
+    rule dsec_sequence:
+        input:
+            unpack(dsec_sequence_inputs),
+        output:
+            directory(f"{DSEC_ROOT}/{{split}}/{{seq}}"),
+        log:
+            f"{DOWNLOADS}/logs/dsec_sequence/{{split}}/{{seq}}.log",
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("unpack")["threads"]
+        resources:
+            mem_mb=resources_of("unpack")["mem_mb"],
+            runtime=resources_of("unpack")["runtime"],
+            gpu=resources_of("unpack")["gpu"],
+        script:
+            "../stages/dsec_sequence.py"
+
+    rule unpack_cityscapes:
+        input:
+            archives=[f"{DOWNLOADS}/{name}" for name in CITYSCAPES_ARCHIVES],
+        output:
+            directory(CITYSCAPES_ROOT),
+        log:
+            f"{DOWNLOADS}/logs/unpack_cityscapes.log",
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("unpack")["threads"]
+        resources:
+            mem_mb=resources_of("unpack")["mem_mb"],
+            runtime=resources_of("unpack")["runtime"],
+            gpu=resources_of("unpack")["gpu"],
+        script:
+            "../stages/unpack.py"
+
+
+rule place_by_hand:
+    output:
+        "{manual}",
+    log:
+        f"{DOWNLOADS}/logs/place_by_hand/{{manual}}.log",
+    wildcard_constraints:
+        manual=alternatives(placed_by_hand(checkpoint_paths())),
+    params:
+        source=manual_source,
+    run:
+        message = (
+            f"{output[0]} is missing and cannot be downloaded by a script. Get it from "
+            f"{params.source} and save it as {output[0]}"
+        )
+        Path(log[0]).write_text(message + "\n")
+        raise WorkflowError(message)

@@ -1,0 +1,275 @@
+"""Downloads and unpacking against a local HTTP server on 127.0.0.1 (evseg.fetch)."""
+
+import hashlib
+import io
+import re
+import stat
+import tarfile
+import zipfile
+from collections import namedtuple
+
+import pytest
+
+from evseg.errors import DataError
+from evseg.fetch import archives, auth, http
+from evseg.fetch.archives import extract, unpack_all
+from evseg.fetch.http import FetchError, download
+from evseg.fetch.manifest import manifest, placed_by_hand, weights, with_mirrors
+from tests.http_server import FileServer
+
+PAYLOAD = bytes(range(256)) * 4000  # 1 MB, every byte position distinguishable
+DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
+FAST = dict(retries=3, timeout_s=5, backoff_s=0.01)
+
+
+@pytest.fixture
+def server():
+    with FileServer() as srv:
+        srv.files["/data.bin"] = PAYLOAD
+        yield srv
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_download_verifies_and_renames(server, tmp_path):
+    target = tmp_path / "sub" / "data.bin"
+    assert download(server.url + "/data.bin", target, sha256=DIGEST, size=len(PAYLOAD), **FAST) == DIGEST
+    assert target.read_bytes() == PAYLOAD and leftovers(target.parent) == ["data.bin"]
+    assert server.gets("/data.bin") == [None]
+
+
+def test_cut_connection_resumes_with_range(server, tmp_path):
+    server.cut["/data.bin"] = [300_000, 250_000]  # two cuts, then the rest
+    target = tmp_path / "data.bin"
+    download(server.url + "/data.bin", target, sha256=DIGEST, **FAST)
+    assert target.read_bytes() == PAYLOAD
+    first, second, third = server.gets("/data.bin")
+    starts = [int(r.removeprefix("bytes=").rstrip("-")) for r in (second, third)]
+    # each retry asks for the bytes after what arrived (less at most the block in flight when the cut came)
+    assert first is None and 300_000 - http.CHUNK < starts[0] <= 300_000
+    assert starts[0] + 250_000 - http.CHUNK < starts[1] <= starts[0] + 250_000
+
+
+def test_partial_file_of_a_killed_run_is_resumed(server, tmp_path):
+    target = tmp_path / "data.bin"
+    http.partial_path(target).write_bytes(PAYLOAD[:123_456])
+    download(server.url + "/data.bin", target, sha256=DIGEST[:6], **FAST)  # a torch.hub-style prefix
+    assert target.read_bytes() == PAYLOAD and server.gets("/data.bin") == ["bytes=123456-"]
+
+
+def test_complete_partial_file_is_only_verified(server, tmp_path):
+    target = tmp_path / "data.bin"
+    http.partial_path(target).write_bytes(PAYLOAD)  # killed between the last byte and the rename
+    download(server.url + "/data.bin", target, sha256=DIGEST, **FAST)
+    assert target.read_bytes() == PAYLOAD and server.gets("/data.bin") == [f"bytes={len(PAYLOAD)}-"]
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    server.ignore_range.add("/data.bin")
+    target = tmp_path / "data.bin"
+    http.partial_path(target).write_bytes(b"x" * 1000)  # would corrupt the file if appended to
+    download(server.url + "/data.bin", target, sha256=DIGEST, **FAST)
+    assert target.read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch_leaves_nothing_that_looks_complete(server, tmp_path):
+    target = tmp_path / "data.bin"
+    with pytest.raises(FetchError, match="sha256 is " + DIGEST) as err:
+        download(server.url + "/data.bin", target, sha256="0" * 64, **FAST)
+    assert "rerun" in err.value.fix
+    assert leftovers(tmp_path) == []
+
+
+def test_wrong_size_is_refused_before_downloading(server, tmp_path):
+    with pytest.raises(FetchError, match=f"offers {len(PAYLOAD)} bytes.*expects 99"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", size=99, **FAST)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("status, message", [(401, "refused access"), (403, "refused access"), (404, "HTTP 404")])
+def test_http_errors_are_clear_and_not_retried(server, tmp_path, status, message):
+    server.status["/data.bin"] = status
+    with pytest.raises(FetchError, match=message) as err:
+        download(server.url + "/data.bin", tmp_path / "data.bin", auth_fix="log in first", **FAST)
+    assert len(server.gets("/data.bin")) == 1
+    assert ("log in first" in err.value.fix) == (status != 404)
+    assert leftovers(tmp_path) == []
+
+
+def test_server_errors_are_retried_then_reported(server, tmp_path):
+    server.status["/data.bin"] = 503
+    with pytest.raises(FetchError, match="gave up after 4 attempts: HTTP 503"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", **FAST)
+    assert len(server.gets("/data.bin")) == 4
+
+
+def test_a_web_page_instead_of_the_file_is_refused(server, tmp_path):
+    server.content_type = "text/html; charset=utf-8"
+    with pytest.raises(FetchError, match="web page instead of the file"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", **FAST)
+    assert leftovers(tmp_path) == []
+
+
+def test_present_file_is_not_downloaded_again(server, tmp_path):
+    target = tmp_path / "data.bin"
+    target.write_bytes(PAYLOAD)
+    assert download(server.url + "/data.bin", target, **FAST) == DIGEST
+    assert server.requests == []
+
+
+def test_disk_space_is_checked_before_writing(server, tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(http.shutil, "disk_usage", lambda _: usage(2**40, 2**40, 2**20))
+    with pytest.raises(FetchError, match="only 0.0 GiB are free"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", **FAST)
+    assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------ Cityscapes login
+
+
+def test_cityscapes_login_from_environment(server, tmp_path, monkeypatch):
+    server.login = ("alice", "s3cret")
+    server.protected.add("/data.bin")
+    monkeypatch.setenv("CITYSCAPES_USERNAME", "alice")
+    monkeypatch.setenv("CITYSCAPES_PASSWORD", "s3cret")
+    session = auth.cityscapes_session(server.url + "/login/")
+    download(server.url + "/data.bin", tmp_path / "data.bin", session=session, **FAST)
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+
+
+def test_cityscapes_wrong_password_is_clear_and_secret(server, tmp_path, monkeypatch):
+    server.login = ("alice", "s3cret")
+    server.protected.add("/data.bin")
+    monkeypatch.setenv("CITYSCAPES_USERNAME", "alice")
+    monkeypatch.setenv("CITYSCAPES_PASSWORD", "wrong-pass")
+    with pytest.raises(PermissionError, match="login .* was refused") as err:
+        auth.cityscapes_session(server.url + "/login/")
+    assert "wrong-pass" not in str(err.value) and "CITYSCAPES_PASSWORD" in str(err.value)
+
+
+def test_cityscapes_without_login_gets_a_login_page(server, tmp_path):
+    server.protected.add("/data.bin")
+    with pytest.raises(FetchError, match="web page instead of the file"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", auth_fix=auth.cityscapes_fix("h"), **FAST)
+
+
+def test_cityscapes_credentials_from_netrc(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("CITYSCAPES_USERNAME", raising=False)
+    monkeypatch.delenv("CITYSCAPES_PASSWORD", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(PermissionError, match="CITYSCAPES_USERNAME"):
+        auth.cityscapes_session(server.url + "/login/")
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine www.cityscapes-dataset.com login bob password hunter2\n")
+    netrc.chmod(0o600)
+    server.login = ("bob", "hunter2")
+    assert auth.cityscapes_session(server.url + "/login/").cookies.get("sessionid") == "ok"
+
+
+# ------------------------------------------------------------------ archives
+
+
+def make_zip(path, entries, links=()):
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+        for name, target in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return path
+
+
+def make_tar(path, entries, symlink=None):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        if symlink:
+            info = tarfile.TarInfo(symlink[0])
+            info.type, info.linkname = tarfile.SYMTYPE, symlink[1]
+            tf.addfile(info)
+    return path
+
+
+def test_zip_and_tar_extract(tmp_path):
+    entries = {"a/b.txt": b"one", "c.bin": PAYLOAD}
+    for archive in (make_zip(tmp_path / "x.zip", entries), make_tar(tmp_path / "x.tar.gz", entries)):
+        out = tmp_path / f"out_{archive.name}"
+        extract(archive, out)
+        assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == entries
+        with pytest.raises(FileExistsError):
+            extract(archive, out)
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt", "C:/evil.txt"])
+def test_zip_slip_is_refused_before_writing(tmp_path, name):
+    archive = make_zip(tmp_path / "evil.zip", {"fine.txt": b"ok", name: b"pwned"})
+    out = tmp_path / "deep" / "out"
+    with pytest.raises(DataError, match="outside the destination") as err:
+        extract(archive, out)
+    assert name in str(err.value) and "nothing was extracted" in err.value.fix
+    assert not (tmp_path / "deep").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_links_are_refused(tmp_path):
+    with pytest.raises(DataError, match="symbolic link"):
+        extract(make_zip(tmp_path / "l.zip", {"f": b"x"}, links=[("link", "/etc/passwd")]), tmp_path / "o1")
+    with pytest.raises(DataError, match="is a link"):
+        extract(make_tar(tmp_path / "l.tar.gz", {"f": b"x"}, symlink=("link", "../../x")), tmp_path / "o2")
+    with pytest.raises(DataError, match="outside the destination"):
+        extract(make_tar(tmp_path / "t.tar.gz", {"../up": b"x"}), tmp_path / "o3")
+    assert leftovers(tmp_path) == ["l.tar.gz", "l.zip", "t.tar.gz"]
+
+
+def test_damaged_or_foreign_archives(tmp_path):
+    page = tmp_path / "page.zip"
+    page.write_bytes(b"<html>login</html>")
+    with pytest.raises(DataError, match="neither a zip nor a tar"):
+        extract(page, tmp_path / "o")
+    good = make_zip(tmp_path / "g.zip", {"big.bin": PAYLOAD}).read_bytes()
+    broken = tmp_path / "broken.zip"
+    i = good.index(PAYLOAD[1000:1100])  # stored uncompressed: flip payload bytes, the CRC check fails
+    broken.write_bytes(good[:i] + bytes(100) + good[i + 100:])
+    with pytest.raises(DataError, match="is damaged"):
+        extract(broken, tmp_path / "o")
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
+def test_unpack_all_merges_archives_and_identical_files(tmp_path):
+    first = make_zip(tmp_path / "gt.zip", {"gtFine/train/a.png": b"1", "license.txt": b"L"})
+    second = make_zip(tmp_path / "img.zip", {"leftImg8bit/train/a.png": b"2", "license.txt": b"L"})
+    unpack_all([first, second], tmp_path / "cityscapes")
+    files = {str(p.relative_to(tmp_path / "cityscapes")) for p in (tmp_path / "cityscapes").rglob("*") if p.is_file()}
+    assert files == {"gtFine/train/a.png", "leftImg8bit/train/a.png", "license.txt"}
+    other = make_zip(tmp_path / "other.zip", {"license.txt": b"different"})
+    with pytest.raises(DataError, match="with other content"):
+        unpack_all([first, other], tmp_path / "mixed")
+    assert not (tmp_path / "mixed").exists()
+
+
+def test_unpack_space_check(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(http.shutil, "disk_usage", lambda _: usage(2**40, 2**40, 2**20))
+    with pytest.raises(FetchError, match="unpacking big.zip needs"):
+        extract(make_zip(tmp_path / "big.zip", {"x": PAYLOAD}), tmp_path / "o")
+    assert archives.members(tmp_path / "big.zip")[0].size == len(PAYLOAD)
+
+
+# ------------------------------------------------------------------ manifest
+
+
+def test_manifest_entries():
+    assert with_mirrors("https://a.org/x/y.zip", {"https://a.org": "http://m", "https://a.org/x": "http://n"}) \
+        == "http://n/y.zip"
+    found = weights(["data/weights/E2VID_lightweight.pth.tar", "w/sam_vit_h_4b8939.pth", "w/other.pth", ""], {})
+    assert sorted(found) == ["data/weights/E2VID_lightweight.pth.tar", "w/sam_vit_h_4b8939.pth"]
+    assert found["w/sam_vit_h_4b8939.pth"].sha256 == "4b8939"
+    assert "SegFormer" in placed_by_hand(["data/weights/mit_b5.pth"])["data/weights/mit_b5.pth"]
+    for name, entry in manifest()["weights"].items():  # torch.hub names carry their sha256 prefix
+        if entry["sha256"]:
+            assert re.search(f"[-_]{entry['sha256']}$", name.split(".")[0])
