@@ -6,6 +6,10 @@ calls it with Snakemake's objects, or with these parsed from the command line:
     python stages/inspect_sequence.py --input sequence=data/dsec/test/zurich_city_13_a \
         --output picture=seq.png stats=seq.json --params '{"dsec": {...}, "inspect": {...}}'
 
+A stage may also take a fifth argument ``config``: the whole configuration, for settings that change how a
+stage works but not what it produces (download retries, mirrors). Those must not be ``params``, whose
+changes make Snakemake rerun the rule and everything downstream. By hand it is given with ``--config``.
+
 Under Snakemake, stdout, stderr (progress bars included) and logging go to the rule's log file.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import logging
 from types import SimpleNamespace
@@ -32,22 +37,29 @@ def _namespace(pairs: list[str]) -> SimpleNamespace:
     return SimpleNamespace(**{name: paths[0] if len(paths) == 1 else paths for name, paths in values.items()})
 
 
-def _from_command_line() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace, int]:
+def _json(text: str):
+    return json.loads(open(text[1:]).read() if text.startswith("@") else text)
+
+
+def _from_command_line() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace, int, dict]:
     parser = argparse.ArgumentParser(description="Run one evseg stage by hand (Snakemake passes the same).")
     parser.add_argument("--input", nargs="*", default=[], metavar="NAME=PATH")
     parser.add_argument("--output", nargs="*", default=[], metavar="NAME=PATH")
     parser.add_argument("--params", default="{}", help="a JSON object, or @file.json")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--config", default="{}", help="a JSON object, or @file.json (stages that read config)")
     args = parser.parse_args()
-    text = open(args.params[1:]).read() if args.params.startswith("@") else args.params
-    return _namespace(args.input), _namespace(args.output), SimpleNamespace(**json.loads(text)), args.threads
+    params = SimpleNamespace(**_json(args.params))
+    return _namespace(args.input), _namespace(args.output), params, args.threads, _json(args.config)
 
 
 def run_stage(main, namespace: dict) -> None:
     smk = namespace.get("snakemake")
+    takes_config = "config" in inspect.signature(main).parameters
     if smk is None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        main(*_from_command_line())
+        *arguments, config = _from_command_line()
+        main(*arguments, **({"config": config} if takes_config else {}))
         return
     log_path = smk.log[0] if smk.log else None
     with contextlib.ExitStack() as stack:
@@ -58,7 +70,7 @@ def run_stage(main, namespace: dict) -> None:
             logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                                 force=True)
         try:
-            main(smk.input, smk.output, smk.params, smk.threads)
+            main(smk.input, smk.output, smk.params, smk.threads, **({"config": smk.config} if takes_config else {}))
         except Exception:
             logging.exception("stage failed")
             raise

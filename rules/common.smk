@@ -21,7 +21,6 @@ sys.path.insert(0, workflow.basedir)
 from evseg.fetch.manifest import (
     CITYSCAPES_ARCHIVES,
     archives,
-    cityscapes_login,
     dsec_archive_names,
     placed_by_hand,
     weights,
@@ -300,8 +299,7 @@ def checkpoint_paths():
 
 
 def weights_entry(wildcards):
-    path = wildcards.checkpoint
-    return weights([path], config["download"]["mirrors"])[path].as_dict()
+    return weights([wildcards.checkpoint])[wildcards.checkpoint].as_dict()
 
 
 def manual_source(wildcards):
@@ -311,13 +309,27 @@ def manual_source(wildcards):
 def download_entries():
     """Archive name (under download.archives) -> manifest entry, for everything this config may fetch."""
     sequences = {split: config["dsec"]["sequences"][split] for split in SPLITS}
-    entries = archives(sequences, config["download"]["dsec_images"], config["download"]["mirrors"])
+    entries = archives(sequences, config["download"]["dsec_images"])
     return {name: entry.as_dict() for name, entry in entries.items()}
 
 
 def archive(path):
     """Archives are deleted once unpacked unless download.keep_archives."""
     return path if config["download"]["keep_archives"] else temp(path)
+
+
+def missing(paths):
+    return [path for path in paths if not os.path.exists(path)]
+
+
+def missing_sequences():
+    """The configured DSEC sequences whose folder is not there yet."""
+    return [
+        seq
+        for split in SPLITS
+        for seq in config["dsec"]["sequences"][split]
+        if not os.path.exists(f"{DSEC_ROOT}/{split}/{seq}")
+    ]
 
 
 def alternatives(names):

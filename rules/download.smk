@@ -1,6 +1,10 @@
 # The real datasets and weights: download (resumable, verified against evseg/fetch/manifest.yaml) and unpack
 # into dsec.root, cityscapes.root and the checkpoint paths of the config (only with download.enabled).
 # Weights behind Google Drive / OneDrive links are placed by hand: rule place_by_hand says where from.
+#
+# These rules only produce what is missing (missing() in the wildcard constraints): a dataset or weights file
+# that is present is an input like any other, so -F / -R never delete and fetch 300 GB again, nor delete a
+# file that was placed by hand.
 
 
 if config["download"]["enabled"]:
@@ -21,8 +25,6 @@ if config["download"]["enabled"]:
             gpu=resources_of("download")["gpu"],
         params:
             entry=lambda wildcards: download_entries()[wildcards.name],
-            fetch=config_subset("download", "retries", "timeout_s", "backoff_s"),
-            cityscapes_login=cityscapes_login(config["download"]["mirrors"]),
         script:
             "../stages/download.py"
 
@@ -32,7 +34,7 @@ if config["download"]["enabled"]:
         log:
             f"{DOWNLOADS}/logs/weights/{{checkpoint}}.log",
         wildcard_constraints:
-            checkpoint=alternatives(weights(checkpoint_paths(), {})),
+            checkpoint=alternatives(missing(weights(checkpoint_paths()))),
         conda:
             "../envs/evseg.yaml"
         threads: resources_of("download")["threads"]
@@ -42,8 +44,6 @@ if config["download"]["enabled"]:
             gpu=resources_of("download")["gpu"],
         params:
             entry=weights_entry,
-            fetch=config_subset("download", "retries", "timeout_s", "backoff_s"),
-            cityscapes_login="",
         script:
             "../stages/download.py"
 
@@ -71,6 +71,8 @@ if config["download"]["enabled"]:
             directory(f"{DSEC_ROOT}/{{split}}/{{seq}}"),
         log:
             f"{DOWNLOADS}/logs/dsec_sequence/{{split}}/{{seq}}.log",
+        wildcard_constraints:
+            seq=alternatives(missing_sequences()),
         conda:
             "../envs/evseg.yaml"
         threads: resources_of("unpack")["threads"]
@@ -85,9 +87,11 @@ if config["download"]["enabled"]:
         input:
             archives=[f"{DOWNLOADS}/{name}" for name in CITYSCAPES_ARCHIVES],
         output:
-            directory(CITYSCAPES_ROOT),
+            directory("{cityscapes_root}"),
         log:
-            f"{DOWNLOADS}/logs/unpack_cityscapes.log",
+            f"{DOWNLOADS}/logs/unpack_cityscapes/{{cityscapes_root}}.log",
+        wildcard_constraints:
+            cityscapes_root=alternatives(missing([CITYSCAPES_ROOT])),
         conda:
             "../envs/evseg.yaml"
         threads: resources_of("unpack")["threads"]
@@ -105,7 +109,7 @@ rule place_by_hand:
     log:
         f"{DOWNLOADS}/logs/place_by_hand/{{manual}}.log",
     wildcard_constraints:
-        manual=alternatives(placed_by_hand(checkpoint_paths())),
+        manual=alternatives(missing(placed_by_hand(checkpoint_paths()))),
     params:
         source=manual_source,
     run:

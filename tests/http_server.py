@@ -13,9 +13,15 @@ class FileServer:
     - ``cut[path] = [n1, n2, ...]``: the k-th request sends at most n_k bytes of its body, then closes;
     - ``ignore_range``: paths answered with the whole file (HTTP 200) even to Range requests;
     - ``status[path] = code``: always answer with this status (e.g. 401, 404, 503);
+    - ``chunked``: paths sent with Transfer-Encoding: chunked, without Content-Length;
+    - ``gzip_labelled``: paths sent with Content-Encoding: gzip (the bytes unchanged, as a misconfigured
+      server does for .tar.gz files);
+    - ``shifted_range``: paths whose 206 answers start 1000 bytes before the asked offset;
+    - ``etag[path]``: the file's ETag; a Range request with another If-Range gets the whole file (200);
     - ``login = (user, password)``: ``POST /login/`` with those form fields sets a session cookie; paths in
-      ``protected`` then need it, and answer with an HTML login page otherwise (as Cityscapes does).
-    ``requests`` records (method, path, Range header) of every request.
+      ``protected`` then need it, and answer with an HTML login page otherwise (as Cityscapes does). A failed
+      login gets a cookie too (a CSRF token) and the login form again.
+    ``requests`` records (method, path, Range header) of every request, ``headers`` the request headers.
     """
 
     def __init__(self):
@@ -25,7 +31,12 @@ class FileServer:
         self.status: dict[str, int] = {}
         self.login: tuple[str, str] | None = None
         self.protected: set[str] = set()
+        self.chunked: set[str] = set()
+        self.gzip_labelled: set[str] = set()
+        self.shifted_range: set[str] = set()
+        self.etag: dict[str, str] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.headers: list[dict[str, str]] = []
         self.content_type = "application/octet-stream"
         server = self
 
@@ -40,16 +51,18 @@ class FileServer:
                 form = parse_qs(self.rfile.read(length).decode())
                 server.requests.append(("POST", self.path, None))
                 given = (form.get("username", [""])[0], form.get("password", [""])[0])
+                self.send_response(200)  # a failed login is a page that says so, not an error status
                 if self.path == "/login/" and server.login and given == server.login:
-                    self.send_response(200)
                     self.send_header("Set-Cookie", "sessionid=ok; Path=/")
+                    self._body(b"<html>welcome</html>", "text/html")
                 else:
-                    self.send_response(200)  # a failed login is a page that says so, not an error status
-                self._body(b"<html>login</html>", "text/html")
+                    self.send_header("Set-Cookie", "csrftoken=abc; Path=/")
+                    self._body(b'<html><form><input type="password" name="password"></form></html>', "text/html")
 
             def do_GET(self):
                 path = self.path
                 server.requests.append(("GET", path, self.headers.get("Range")))
+                server.headers.append(dict(self.headers))
                 if path in server.status:
                     self.send_response(server.status[path])
                     self._body(b"<html>error</html>", "text/html")
@@ -65,6 +78,9 @@ class FileServer:
                 data = server.files[path]
                 start = 0
                 wanted = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if if_range is not None and if_range != server.etag.get(path):
+                    wanted = None
                 if wanted and path not in server.ignore_range:
                     start = int(wanted.removeprefix("bytes=").split("-")[0])
                     if start >= len(data):
@@ -72,6 +88,8 @@ class FileServer:
                         self.send_header("Content-Range", f"bytes */{len(data)}")
                         self._body(b"", "text/plain")
                         return
+                    if path in server.shifted_range:
+                        start = max(start - 1000, 0)
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
@@ -80,9 +98,23 @@ class FileServer:
                 limits = server.cut.get(path)
                 limit = limits.pop(0) if limits else None
                 self.send_header("Content-Type", server.content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body if limit is None else body[:limit])
+                if path in server.etag:
+                    self.send_header("ETag", server.etag[path])
+                if path in server.gzip_labelled:
+                    self.send_header("Content-Encoding", "gzip")
+                sent = body if limit is None else body[:limit]
+                if path in server.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(sent), 100_000):
+                        piece = sent[i:i + 100_000]
+                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    if limit is None:
+                        self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(sent)
                 self.wfile.flush()
                 if limit is not None:
                     self.close_connection = True

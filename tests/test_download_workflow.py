@@ -82,11 +82,12 @@ def download_config(path, url, **download):
 
 @pytest.mark.slow
 def test_download_unpack_and_rerun(tmp_path, monkeypatch):
-    monkeypatch.setenv("CITYSCAPES_USERNAME", "alice")
-    monkeypatch.setenv("CITYSCAPES_PASSWORD", "s3cret")
+    monkeypatch.setenv("HOME", str(tmp_path))  # the mirror's login comes from ~/.netrc
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login alice password s3cret\n")
+    (tmp_path / ".netrc").chmod(0o600)
     work = tmp_path / "work"
     work.mkdir()
-    targets = [f"data/dsec/{split}/{seq}" for split, seq in SEQUENCES.items()] + ["data/cityscapes", E2VID]
+    data_only = ["--until", "dsec_sequence", "unpack_cityscapes", "download_weights"]  # the README's command
     with FileServer() as server:
         server.files.update(official_archives(tmp_path))
         server.login = ("alice", "s3cret")
@@ -95,9 +96,9 @@ def test_download_unpack_and_rerun(tmp_path, monkeypatch):
         assert len(server.files[events_path]) > CHUNK + 1000
         server.cut[events_path] = [CHUNK + 1000]
         config = download_config(tmp_path / "config.yaml", server.url)
-        snakemake(work, *targets, "--cores", "2", "--configfile", str(config))
+        snakemake(work, *data_only, "--cores", "2", "--configfile", str(config))
 
-        assert server.gets(events_path) == [None, f"bytes={CHUNK}-"]  # resumed after the cut: the whole blocks
+        assert server.gets(events_path) == [None, f"bytes={CHUNK + 1000}-"]  # resumed after the last byte received
         sizes = dict(sensor_size=(24, 32), label_height=22)
         dsec = DsecSemantic(work / "data/dsec", "train", ["zurich_city_00_a"], **sizes)
         assert len(dsec) == 2 and dsec.ess_tensor(0, num_chunks=2, events_per_chunk=50).shape == (10, 22, 32)
@@ -111,17 +112,26 @@ def test_download_unpack_and_rerun(tmp_path, monkeypatch):
         assert sorted(p.name for p in (work / "data/downloads").iterdir()) == ["logs"]  # archives deleted
 
         requests = len(server.requests)
-        plan = snakemake(work, *targets, "-n", "--cores", "1", "--configfile", str(config))
-        assert "Nothing to be done" in plan.stdout, plan.stdout
-        snakemake(work, *targets, "--cores", "1", "--configfile", str(config))
+        assert jobs_of(snakemake(work, *data_only, "-n", "--cores", "1", "--configfile", str(config)).stdout) == {}
+        snakemake(work, *data_only, "--cores", "1", "--configfile", str(config))
         assert len(server.requests) == requests
 
         missing = snakemake(work, "data/weights/mit_b5.pth", "--cores", "1", "--configfile", str(config), check=False)
         output = missing.stdout + missing.stderr
         assert missing.returncode != 0 and "cannot be downloaded by a script" in output and "SegFormer" in output
 
+    # how to fetch is not what is fetched: other settings and mirrors rerun nothing
+    other = download_config(tmp_path / "other.yaml", "http://127.0.0.1:9", retries=1, timeout_s=7)
+    assert jobs_of(snakemake(work, *data_only, "-n", "--cores", "1", "--configfile", str(other)).stdout) == {}
+    # present data and hand-placed weights are inputs, not outputs: -F cannot delete them to fetch them again
+    (work / "data/weights/mit_b5.pth").write_bytes(b"placed by hand")
+    forced = jobs_of(snakemake(work, "-F", "-n", "--cores", "1", "--configfile", str(other)).stdout)
+    assert "train_uda" in forced and not set(forced) & DATA_RULES
+
 
 PAPER_CONFIGS = ["hpl_ess_dsec.yaml", "seco_unimatch_dsec.yaml"]
+DATA_RULES = {"download", "download_weights", "place_by_hand", "unpack_dsec_labels", "dsec_sequence",
+              "unpack_cityscapes"}
 
 
 def fake_real_tree(work, config):
@@ -144,6 +154,9 @@ def fake_real_tree(work, config):
 
 def jobs_of(plan):
     """rule name -> job count from the table of a dry run."""
+    if "Job stats:" not in plan:
+        assert "Nothing to be done" in plan, plan
+        return {}
     table = plan.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
     return {line.split()[0]: int(line.split()[1]) for line in table if line.split()[0] != "total"}
 
@@ -162,12 +175,12 @@ def test_paper_config_dry_runs(tmp_path, name):
     assert jobs["dsec_sequence"] == sequences and jobs["unpack_cityscapes"] == 1
     assert ("train_semi" in jobs) == seco and ("psa" in jobs) == seco
     until = snakemake(tmp_path, "-n", "--cores", "1", "--until", "dsec_sequence", "unpack_cityscapes",
-                      "--configfile", str(config_path)).stdout  # the README's data-only command
-    assert set(jobs_of(until)) == {"download", "unpack_dsec_labels", "dsec_sequence", "unpack_cityscapes"}
+                      "download_weights", "--configfile", str(config_path)).stdout  # the README's data-only command
+    assert set(jobs_of(until)) == DATA_RULES - {"place_by_hand"}
 
     fake_real_tree(tmp_path, config)
     plan = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config_path)).stdout
     jobs = jobs_of(plan)
-    assert not {"download", "download_weights", "place_by_hand", "dsec_sequence", "unpack_cityscapes"} & set(jobs)
+    assert not DATA_RULES & set(jobs)
     assert jobs["train_uda"] == len(config["train"]["seeds"]) and jobs["reconstruct"] == sequences
     assert ({"psa", "scc", "split", "train_semi"} <= set(jobs)) == seco

@@ -1,5 +1,6 @@
 """Downloads and unpacking against a local HTTP server on 127.0.0.1 (evseg.fetch)."""
 
+import gzip
 import hashlib
 import io
 import re
@@ -13,6 +14,7 @@ import pytest
 from evseg.errors import DataError
 from evseg.fetch import archives, auth, http
 from evseg.fetch.archives import extract, unpack_all
+from evseg.fetch.dsec import assemble_sequence
 from evseg.fetch.http import FetchError, download
 from evseg.fetch.manifest import manifest, placed_by_hand, weights, with_mirrors
 from tests.http_server import FileServer
@@ -127,46 +129,124 @@ def test_disk_space_is_checked_before_writing(server, tmp_path, monkeypatch):
     assert leftovers(tmp_path) == []
 
 
+def test_wrong_checksum_prefix_is_refused_like_a_full_one(server, tmp_path):
+    wrong = format(int(DIGEST[:8], 16) ^ 1, "08x")  # differs from the digest in its last hex digit only
+    with pytest.raises(FetchError, match=f"but {wrong} was expected"):
+        download(server.url + "/data.bin", tmp_path / "data.bin", sha256=wrong, **FAST)
+    assert leftovers(tmp_path) == []
+
+
+def test_bytes_are_stored_as_sent_without_decoding(server, tmp_path):
+    archive = gzip.compress(PAYLOAD)  # a .tar.gz labelled Content-Encoding: gzip by a misconfigured server
+    server.files["/data.tar.gz"] = archive
+    server.gzip_labelled.add("/data.tar.gz")
+    download(server.url + "/data.tar.gz", tmp_path / "data.tar.gz", size=len(archive), **FAST)
+    assert (tmp_path / "data.tar.gz").read_bytes() == archive
+    assert server.headers[-1]["Accept-Encoding"] == "identity"
+
+
+def test_chunked_answer_without_length_resumes_and_is_checked_against_the_manifest(server, tmp_path):
+    server.chunked.add("/data.bin")
+    server.cut["/data.bin"] = [300_000]  # cut inside a chunk: the missing end of the chunked body is noticed
+    download(server.url + "/data.bin", tmp_path / "data.bin", size=len(PAYLOAD), **FAST)
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD and len(server.gets("/data.bin")) == 2
+    with pytest.raises(FetchError, match=f"ended after {len(PAYLOAD)} bytes.*expects {len(PAYLOAD) + 1}"):
+        download(server.url + "/data.bin", tmp_path / "other.bin", size=len(PAYLOAD) + 1, **FAST)
+    assert leftovers(tmp_path) == ["data.bin"]
+
+
+def test_range_answer_from_another_offset_restarts(server, tmp_path):
+    server.shifted_range.add("/data.bin")
+    target = tmp_path / "data.bin"
+    http.partial_path(target).write_bytes(PAYLOAD[:5000])
+    download(server.url + "/data.bin", target, sha256=DIGEST, **FAST)
+    assert target.read_bytes() == PAYLOAD and server.gets("/data.bin") == ["bytes=5000-", None]
+
+
+def test_partial_file_longer_than_the_remote_file_restarts(server, tmp_path):
+    target = tmp_path / "data.bin"
+    http.partial_path(target).write_bytes(PAYLOAD + b"junk")  # answered 416 with the remote length
+    download(server.url + "/data.bin", target, sha256=DIGEST, **FAST)
+    assert target.read_bytes() == PAYLOAD and server.gets("/data.bin") == [f"bytes={len(PAYLOAD) + 4}-", None]
+
+
+def test_resume_asks_if_the_remote_file_is_unchanged(server, tmp_path):
+    server.etag["/data.bin"] = '"v1"'
+    server.cut["/data.bin"] = [300_000]
+    target = tmp_path / "data.bin"
+    with pytest.raises(FetchError, match="gave up after 1 attempts"):
+        download(server.url + "/data.bin", target, sha256=DIGEST, retries=0, timeout_s=5, backoff_s=0.01)
+    assert server.headers[-1].get("If-Range") is None
+    server.files["/data.bin"] = changed = PAYLOAD[::-1]  # changed upstream before the resume
+    server.etag["/data.bin"] = '"v2"'
+    download(server.url + "/data.bin", target, **FAST)
+    assert server.headers[-1]["If-Range"] == '"v1"' and target.read_bytes() == changed
+    assert leftovers(tmp_path) == ["data.bin"]  # the validator beside the partial file is gone too
+
+
+def test_urls_in_messages_hide_credentials():
+    shown = http.shown_url("https://user:pw@host.org/f.zip?packageID=3&token=abc&X-Amz-Signature=def")
+    assert shown == "https://host.org/f.zip?packageID=3&token=***&X-Amz-Signature=***"
+
+
 # ------------------------------------------------------------------ Cityscapes login
 
 
-def test_cityscapes_login_from_environment(server, tmp_path, monkeypatch):
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty home folder (for ~/.netrc) and no Cityscapes environment variables."""
+    monkeypatch.delenv("CITYSCAPES_USERNAME", raising=False)
+    monkeypatch.delenv("CITYSCAPES_PASSWORD", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+def write_netrc(home, text):
+    (home / ".netrc").write_text(text)
+    (home / ".netrc").chmod(0o600)
+
+
+def test_cityscapes_login_from_netrc_then_download(server, tmp_path, home):
     server.login = ("alice", "s3cret")
     server.protected.add("/data.bin")
-    monkeypatch.setenv("CITYSCAPES_USERNAME", "alice")
-    monkeypatch.setenv("CITYSCAPES_PASSWORD", "s3cret")
+    write_netrc(home, "machine 127.0.0.1 login alice password s3cret\n")
     session = auth.cityscapes_session(server.url + "/login/")
     download(server.url + "/data.bin", tmp_path / "data.bin", session=session, **FAST)
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
 
 
-def test_cityscapes_wrong_password_is_clear_and_secret(server, tmp_path, monkeypatch):
-    server.login = ("alice", "s3cret")
-    server.protected.add("/data.bin")
+def test_environment_credentials_go_only_to_the_official_host(server, home, monkeypatch):
     monkeypatch.setenv("CITYSCAPES_USERNAME", "alice")
-    monkeypatch.setenv("CITYSCAPES_PASSWORD", "wrong-pass")
-    with pytest.raises(PermissionError, match="login .* was refused") as err:
+    monkeypatch.setenv("CITYSCAPES_PASSWORD", "s3cret")
+    assert auth.credentials(auth.CITYSCAPES_HOST, auth.CITYSCAPES_ENV) == ("alice", "s3cret")
+    server.login = ("alice", "s3cret")
+    with pytest.raises(PermissionError, match="none was found for 127.0.0.1.*machine 127.0.0.1") as err:
+        auth.cityscapes_session(server.url + "/login/")  # a mirror: it needs its own ~/.netrc entry
+    assert server.requests == [] and "s3cret" not in str(err.value)
+    write_netrc(home, f"machine {auth.CITYSCAPES_HOST} login bob password hunter2\n")
+    monkeypatch.delenv("CITYSCAPES_PASSWORD")
+    assert auth.credentials(auth.CITYSCAPES_HOST, auth.CITYSCAPES_ENV) == ("bob", "hunter2")
+
+
+def test_cityscapes_wrong_password_is_clear_and_secret(server, home):
+    server.login = ("alice", "s3cret")
+    write_netrc(home, "machine 127.0.0.1 login alice password wrong-pass\n")
+    with pytest.raises(PermissionError, match="login at 127.0.0.1 was refused .*login form came back") as err:
+        auth.cityscapes_session(server.url + "/login/")  # answered with a cookie and the form, as the site does
+    assert "wrong-pass" not in str(err.value) and "~/.netrc" in str(err.value)
+
+
+def test_broken_netrc_is_reported(server, home):
+    write_netrc(home, "machine 127.0.0.1 login a password b\nmachine\n")  # a machine line without a name
+    with pytest.raises(PermissionError, match="~/.netrc cannot be read"):
         auth.cityscapes_session(server.url + "/login/")
-    assert "wrong-pass" not in str(err.value) and "CITYSCAPES_PASSWORD" in str(err.value)
 
 
 def test_cityscapes_without_login_gets_a_login_page(server, tmp_path):
     server.protected.add("/data.bin")
     with pytest.raises(FetchError, match="web page instead of the file"):
         download(server.url + "/data.bin", tmp_path / "data.bin", auth_fix=auth.cityscapes_fix("h"), **FAST)
-
-
-def test_cityscapes_credentials_from_netrc(server, tmp_path, monkeypatch):
-    monkeypatch.delenv("CITYSCAPES_USERNAME", raising=False)
-    monkeypatch.delenv("CITYSCAPES_PASSWORD", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(PermissionError, match="CITYSCAPES_USERNAME"):
-        auth.cityscapes_session(server.url + "/login/")
-    netrc = tmp_path / ".netrc"
-    netrc.write_text("machine www.cityscapes-dataset.com login bob password hunter2\n")
-    netrc.chmod(0o600)
-    server.login = ("bob", "hunter2")
-    assert auth.cityscapes_session(server.url + "/login/").cookies.get("sessionid") == "ok"
 
 
 # ------------------------------------------------------------------ archives
@@ -183,15 +263,16 @@ def make_zip(path, entries, links=()):
     return path
 
 
-def make_tar(path, entries, symlink=None):
+def make_tar(path, entries, special=()):
+    """``special``: (name, tarfile type, link target) members: links, devices, fifos."""
     with tarfile.open(path, "w:gz") as tf:
         for name, data in entries.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-        if symlink:
-            info = tarfile.TarInfo(symlink[0])
-            info.type, info.linkname = tarfile.SYMTYPE, symlink[1]
+        for name, kind, target in special:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
             tf.addfile(info)
     return path
 
@@ -219,11 +300,16 @@ def test_zip_slip_is_refused_before_writing(tmp_path, name):
 def test_links_are_refused(tmp_path):
     with pytest.raises(DataError, match="symbolic link"):
         extract(make_zip(tmp_path / "l.zip", {"f": b"x"}, links=[("link", "/etc/passwd")]), tmp_path / "o1")
-    with pytest.raises(DataError, match="is a link"):
-        extract(make_tar(tmp_path / "l.tar.gz", {"f": b"x"}, symlink=("link", "../../x")), tmp_path / "o2")
+    refused = [("link", tarfile.SYMTYPE, "../../x", "is a link"), ("hard", tarfile.LNKTYPE, "/etc/passwd", "is a link"),
+               ("dev", tarfile.CHRTYPE, "", "is a special file"), ("pipe", tarfile.FIFOTYPE, "", "is a special file")]
+    for name, kind, target, message in refused:
+        with pytest.raises(DataError, match=f"member '{name}' {message}"):
+            extract(make_tar(tmp_path / f"{name}.tar.gz", {"f": b"x"}, [(name, kind, target)]), tmp_path / "o2")
     with pytest.raises(DataError, match="outside the destination"):
         extract(make_tar(tmp_path / "t.tar.gz", {"../up": b"x"}), tmp_path / "o3")
-    assert leftovers(tmp_path) == ["l.tar.gz", "l.zip", "t.tar.gz"]
+    with pytest.raises(DataError, match="file without a name"):
+        extract(make_tar(tmp_path / "dot.tar.gz", {".": b"x"}), tmp_path / "o4")
+    assert leftovers(tmp_path) == sorted(["l.zip", "t.tar.gz", "dot.tar.gz"] + [f"{r[0]}.tar.gz" for r in refused])
 
 
 def test_damaged_or_foreign_archives(tmp_path):
@@ -249,7 +335,27 @@ def test_unpack_all_merges_archives_and_identical_files(tmp_path):
     other = make_zip(tmp_path / "other.zip", {"license.txt": b"different"})
     with pytest.raises(DataError, match="with other content"):
         unpack_all([first, other], tmp_path / "mixed")
-    assert not (tmp_path / "mixed").exists()
+    page = tmp_path / "page.zip"
+    page.write_bytes(b"<html>login</html>")
+    with pytest.raises(DataError, match="neither a zip nor a tar"):
+        unpack_all([first, page], tmp_path / "mixed")
+    assert not list(tmp_path.glob("*mixed*"))  # neither the folder nor its staging sibling
+
+
+def test_dsec_sequence_is_assembled_whole_or_not_at_all(tmp_path):
+    labels = tmp_path / "labels"
+    (labels / "train/zurich_city_00_a/11classes").mkdir(parents=True)
+    (labels / "train/zurich_city_00_a/11classes/000000.png").write_bytes(b"png")
+    events = make_zip(tmp_path / "ev.zip", {"events.h5": b"e", "rectify_map.h5": b"r"})
+    destination = tmp_path / "dsec/train/zurich_city_00_a"
+    assemble_sequence(destination, events, labels)
+    assert sorted(str(p.relative_to(destination)) for p in destination.rglob("*") if p.is_file()) == [
+        "11classes/000000.png", "events/left/events.h5", "events/left/rectify_map.h5"]
+    for zip_entries, seq, message in [({"events.h5": b"e"}, "zurich_city_00_a", "does not hold"),
+                                      ({"events.h5": b"e", "rectify_map.h5": b"r"}, "zurich_city_01_a", "holds no")]:
+        with pytest.raises(DataError, match=message):
+            assemble_sequence(tmp_path / "dsec/train" / seq, make_zip(tmp_path / "bad.zip", zip_entries), labels)
+        assert leftovers(tmp_path / "dsec/train") == ["zurich_city_00_a"]  # no half-assembled folder
 
 
 def test_unpack_space_check(tmp_path, monkeypatch):
@@ -266,7 +372,7 @@ def test_unpack_space_check(tmp_path, monkeypatch):
 def test_manifest_entries():
     assert with_mirrors("https://a.org/x/y.zip", {"https://a.org": "http://m", "https://a.org/x": "http://n"}) \
         == "http://n/y.zip"
-    found = weights(["data/weights/E2VID_lightweight.pth.tar", "w/sam_vit_h_4b8939.pth", "w/other.pth", ""], {})
+    found = weights(["data/weights/E2VID_lightweight.pth.tar", "w/sam_vit_h_4b8939.pth", "w/other.pth", ""])
     assert sorted(found) == ["data/weights/E2VID_lightweight.pth.tar", "w/sam_vit_h_4b8939.pth"]
     assert found["w/sam_vit_h_4b8939.pth"].sha256 == "4b8939"
     assert "SegFormer" in placed_by_hand(["data/weights/mit_b5.pth"])["data/weights/mit_b5.pth"]

@@ -8,11 +8,13 @@ end: a destination that exists is complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -42,7 +44,7 @@ def members(archive: Path) -> list[Member]:
                 mode = info.external_attr >> 16
                 if stat.S_ISLNK(mode):
                     raise DataError(archive, f"member {info.filename!r} is a symbolic link", REFUSED_FIX)
-                found.append(Member(_checked_name(archive, info.filename), info.file_size, info.is_dir()))
+                found.append(Member(_checked_name(archive, info.filename, info.is_dir()), info.file_size, info.is_dir()))
             return found
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
@@ -51,18 +53,35 @@ def members(archive: Path) -> list[Member]:
                 if not (info.isfile() or info.isdir()):
                     kind = "link" if info.issym() or info.islnk() else "special file"
                     raise DataError(archive, f"member {info.name!r} is a {kind}", REFUSED_FIX)
-                found.append(Member(_checked_name(archive, info.name), info.size, info.isdir()))
+                found.append(Member(_checked_name(archive, info.name, info.isdir()), info.size, info.isdir()))
             return found
     raise DataError(archive, "is neither a zip nor a tar archive", "delete it and download it again (an "
                     "interrupted copy, or an error page saved under the archive's name)")
 
 
-def _checked_name(archive: Path, name: str) -> str:
+def _checked_name(archive: Path, name: str, is_dir: bool) -> str:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (path.parts and ":" in path.parts[0]) or ".." in path.parts:
         raise DataError(archive, f"member {name!r} would be written outside the destination (path traversal, "
                         "'zip-slip')", REFUSED_FIX)
+    if not path.parts and not is_dir:
+        raise DataError(archive, f"member {name!r} is a file without a name", REFUSED_FIX)
     return str(path)
+
+
+@contextlib.contextmanager
+def staging_folder(destination: Path, suffix: str) -> Iterator[Path]:
+    """A hidden, empty sibling of ``destination`` to fill; renamed to ``destination`` when the block ends
+    normally, removed when it raises: a half-written folder never stays behind."""
+    staging = destination.with_name(f".{destination.name}.{suffix}")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.replace(staging, destination)
 
 
 def extract(archive: str | Path, destination: str | Path) -> list[Member]:
@@ -73,26 +92,22 @@ def extract(archive: str | Path, destination: str | Path) -> list[Member]:
     listed = members(archive)
     destination.parent.mkdir(parents=True, exist_ok=True)
     check_free_space(destination.parent, sum(m.size for m in listed), f"unpacking {archive.name}")
-    staging = destination.with_name(f".{destination.name}.unpacking")
-    shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
-    staging.mkdir()
     bar = tqdm(total=sum(m.size for m in listed), unit="B", unit_scale=True, unit_divisor=1024,
                desc=f"unpack {archive.name}", mininterval=30)
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                for info, member in zip(zf.infolist(), listed):
-                    _write(staging / member.name, member, lambda: zf.open(info), bar)
-        else:
-            with tarfile.open(archive) as tf:
-                for info, member in zip(tf.getmembers(), listed):
-                    _write(staging / member.name, member, lambda: tf.extractfile(info), bar)
+        with staging_folder(destination, "unpacking") as staging:
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as zf:
+                    for info, member in zip(zf.infolist(), listed):
+                        _write(staging / member.name, member, lambda: zf.open(info), bar)
+            else:
+                with tarfile.open(archive) as tf:
+                    for info, member in zip(tf.getmembers(), listed):
+                        _write(staging / member.name, member, lambda: tf.extractfile(info), bar)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
-        shutil.rmtree(staging)
         raise DataError(archive, f"is damaged ({err})", "delete it and download it again") from err
     finally:
         bar.close()
-    os.replace(staging, destination)
     return listed
 
 
@@ -114,14 +129,11 @@ def unpack_all(archives: list[str | Path], destination: str | Path) -> None:
     destination = Path(destination)
     if destination.exists():
         raise FileExistsError(f"{destination} exists already; unpacking never merges into a folder")
-    staging = destination.with_name(f".{destination.name}.assembling")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for i, archive in enumerate(map(Path, archives)):
-        unpacked = staging / f".archive{i}"
-        extract(archive, unpacked)
-        move_tree(unpacked, staging, archive)
-    os.replace(staging, destination)
+    with staging_folder(destination, "assembling") as staging:
+        for i, archive in enumerate(map(Path, archives)):
+            unpacked = staging / f".archive{i}"
+            extract(archive, unpacked)
+            move_tree(unpacked, staging, archive)
 
 
 def move_tree(source: Path, target: Path, archive: Path) -> None:

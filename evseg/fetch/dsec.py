@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from evseg.errors import DataError
-from evseg.fetch.archives import extract
+from evseg.fetch.archives import extract, staging_folder
 
 EVENT_FILES = ("events.h5", "rectify_map.h5")
 
@@ -29,18 +28,15 @@ def assemble_sequence(destination: Path, events_zip: str | Path, labels_root: st
     """Write ``destination`` (<root>/<split>/<seq>) from the sequence's event archive, the unpacked label
     archive of its split and, optionally, (rectified images zip, image timestamps file)."""
     destination, labels_root = Path(destination), Path(labels_root)
-    staging = destination.with_name(f".{destination.name}.assembling")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    event_dir = staging / "events" / "left"
-    extract(events_zip, event_dir)
-    missing = [name for name in EVENT_FILES if not (event_dir / name).is_file()]
-    if missing:
-        raise DataError(events_zip, f"does not hold {missing} at its top level",
-                        "it is not a DSEC <seq>_events_left.zip: delete it and download it again")
-    shutil.copytree(find_sequence_labels(labels_root, destination.name), staging, dirs_exist_ok=True)
-    if images is not None:
-        images_zip, timestamps = map(Path, images)
-        extract(images_zip, staging / "images" / "left" / "rectified")
-        shutil.copyfile(timestamps, staging / "images" / "timestamps.txt")
-    os.replace(staging, destination)
+    with staging_folder(destination, "assembling") as staging:
+        event_dir = staging / "events" / "left"
+        extract(events_zip, event_dir)
+        missing = [name for name in EVENT_FILES if not (event_dir / name).is_file()]
+        if missing:
+            raise DataError(events_zip, f"does not hold {missing} at its top level",
+                            "it is not a DSEC <seq>_events_left.zip: delete it and download it again")
+        shutil.copytree(find_sequence_labels(labels_root, destination.name), staging, dirs_exist_ok=True)
+        if images is not None:
+            images_zip, timestamps = map(Path, images)
+            extract(images_zip, staging / "images" / "left" / "rectified")
+            shutil.copyfile(timestamps, staging / "images" / "timestamps.txt")

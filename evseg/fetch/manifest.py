@@ -37,9 +37,8 @@ def with_mirrors(url: str, mirrors: dict[str, str]) -> str:
     return mirrors[prefix] + url[len(prefix):]
 
 
-def _entry(spec: dict, mirrors: dict[str, str], auth: str | None = None) -> Entry:
-    return Entry(with_mirrors(spec["url"], mirrors), spec.get("size"), spec.get("sha256"), auth,
-                 spec.get("approx_gib"))
+def _entry(spec: dict, auth: str | None = None) -> Entry:
+    return Entry(spec["url"], spec.get("size"), spec.get("sha256"), auth, spec.get("approx_gib"))
 
 
 DSEC_SUFFIXES = {"events": "_events_left.zip", "images": "_images_rectified_left.zip",
@@ -59,30 +58,31 @@ def dsec_archive_names(split: str, seq: str, images: bool) -> dict[str, str]:
 CITYSCAPES_ARCHIVES = ("cityscapes/gtFine_trainvaltest.zip", "cityscapes/leftImg8bit_trainvaltest.zip")
 
 
-def archives(sequences: dict[str, list[str]], images: bool, mirrors: dict[str, str]) -> dict[str, Entry]:
-    """Every file the download rule may fetch under download.archives, by its relative name."""
+def archives(sequences: dict[str, list[str]], images: bool) -> dict[str, Entry]:
+    """Every file the download rule may fetch under download.archives, by its relative name (official URLs;
+    the download applies download.mirrors)."""
     spec = manifest()
     dsec, found = spec["dsec"], {}
     for split, names in sequences.items():
-        found[f"dsec/{split}_semantic_segmentation.zip"] = _entry(dsec["semantic"][split], mirrors)
+        found[f"dsec/{split}_semantic_segmentation.zip"] = _entry(dsec["semantic"][split])
         for seq in names:
             folder = "test" if seq in dsec["test_sequences"] else "train"
             for role in dsec_roles(images):
                 url = dsec[role].format(folder=folder, seq=seq)
-                found[f"dsec/{split}/{seq}{DSEC_SUFFIXES[role]}"] = Entry(with_mirrors(url, mirrors))
+                found[f"dsec/{split}/{seq}{DSEC_SUFFIXES[role]}"] = Entry(url)
     for name, package in spec["cityscapes"]["packages"].items():
-        found[f"cityscapes/{name}"] = _entry(package, mirrors, auth="cityscapes")
+        found[f"cityscapes/{name}"] = _entry(package, auth="cityscapes")
     return found
 
 
-def cityscapes_login(mirrors: dict[str, str]) -> str:
-    return with_mirrors(manifest()["cityscapes"]["login"], mirrors)
+def cityscapes_login() -> str:
+    return manifest()["cityscapes"]["login"]
 
 
-def weights(paths: list[str], mirrors: dict[str, str]) -> dict[str, Entry]:
+def weights(paths: list[str]) -> dict[str, Entry]:
     """The checkpoint paths of a config whose file names the manifest can download."""
     known = manifest()["weights"]
-    return {path: _entry(known[Path(path).name], mirrors) for path in paths if path and Path(path).name in known}
+    return {path: _entry(known[Path(path).name]) for path in paths if path and Path(path).name in known}
 
 
 def placed_by_hand(paths: list[str]) -> dict[str, str]:
