@@ -17,7 +17,9 @@ from evseg.adapt.data import TargetSamples, read_ids
 from evseg.adapt.inference import load_model_file, save_model_file
 from evseg.adapt.optim import build_optimizer
 from evseg.adapt.trainer import METRICS, run_steps, to_training_device
+from evseg.data.classes import NUM_CLASSES_TO_SET
 from evseg.recon.methods import pick_device
+from evseg.semi.copy_paste import CopyPaste
 from evseg.semi.data import SemiBatches, read_refined_labels
 from evseg.semi.unimatch import UniMatchStep
 from evseg.semi.views import StrongViews
@@ -39,12 +41,18 @@ def main(input, output, params, threads):
     unlabeled = read_ids(input.unlabeled)
     mean, std = spec.mean_std()
     views = StrongViews.from_config(cfg["strong_aug"], images=spec.target == "reconstruction", mean=mean, std=std)
+    classes = NUM_CLASSES_TO_SET[meta["num_classes"]]
+    copy_paste = CopyPaste(lambda i: target.input(target.index[i]), labels, classes, cfg["crop_size"],
+                           cfg["copy_paste"]) if cfg["copy_paste"]["p"] > 0 else None
     batches = SemiBatches(target, labels, unlabeled, cfg["seed"], cfg["batch_size"], cfg["crop_size"],
-                          cfg["scale_range"], views, cfg["strong_aug"]["cutmix_p"])
+                          cfg["scale_range"], views, cfg["strong_aug"]["cutmix_p"], copy_paste)
 
     device = pick_device(cfg["device"])
     logging.info("UniMatch from the %s of %s on %s: %d labelled, %d unlabelled samples", cfg["init_from"],
                  input.model, device, len(labeled), len(unlabeled))
+    if copy_paste is not None:
+        logging.info("copy-paste (p %.2f) of %s", copy_paste.p, {classes.names[c]: len(ids) for c, ids in
+                                                                 copy_paste.pool.items()})
     torch.manual_seed(cfg["seed"])
     to_training_device(student, device)
     step = UniMatchStep(student, cfg, device)

@@ -52,6 +52,12 @@ def random_geometry(rng: np.random.Generator, x: np.ndarray, label: np.ndarray |
     x, label = rescale(rng, x, label, scale_range)
     if label is None:
         label = np.zeros(x.shape[-2:], dtype=np.uint8)
+    return random_crop_flip(rng, x, label, crop)
+
+
+def random_crop_flip(rng: np.random.Generator, x: np.ndarray, label: np.ndarray,
+                     crop: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``crop`` of ``x`` (C, H, W) and ``label`` (H, W), padded with 0 and 255, flipped with p = 0.5."""
     height, width = label.shape
     top = int(rng.integers(0, max(height - crop[0], 0) + 1))
     left = int(rng.integers(0, max(width - crop[1], 0) + 1))
@@ -84,7 +90,8 @@ class SemiBatches(torch.utils.data.Dataset):
 
     def __init__(self, target: TargetSamples, labels: dict[str, np.ndarray], unlabeled: list[str], seed: int,
                  batch_size: int, crop: tuple[int, int], scale_range: tuple[float, float], views: StrongViews,
-                 cutmix_p: float = 0.5):
+                 cutmix_p: float = 0.5, copy_paste=None):
+        """``copy_paste``: an evseg.semi.copy_paste.CopyPaste applied to every labelled crop, or None."""
         unknown = [i for i in [*labels, *unlabeled] if i not in target.index]
         if unknown:
             raise ValueError(f"{len(unknown)} split ids are not target training samples, e.g. {unknown[:3]}")
@@ -96,6 +103,7 @@ class SemiBatches(torch.utils.data.Dataset):
         self.unlabeled = [target.index[i] for i in unlabeled]
         self.seed, self.batch_size, self.crop = seed, batch_size, tuple(crop)
         self.scale_range, self.views, self.cutmix_p = tuple(scale_range), views, cutmix_p
+        self.copy_paste = copy_paste
 
     def __len__(self) -> int:
         return 2**62  # indexed by step; the loader's sampler says which steps
@@ -114,6 +122,8 @@ class SemiBatches(torch.utils.data.Dataset):
             sample_id = self.labeled[int(rng.integers(len(self.labeled)))]
             x, label = random_geometry(rng, self.target.input(self.target.index[sample_id]), self.labels[sample_id],
                                        self.crop, self.scale_range)
+            if self.copy_paste is not None:
+                x, label = self.copy_paste(rng, x, label)
             out["labeled"].append(x)
             out["label"].append(label)
         for _ in range(self.batch_size):
