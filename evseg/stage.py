@@ -10,7 +10,8 @@ A stage may also take a fifth argument ``config``: the whole configuration, for 
 stage works but not what it produces (download retries, mirrors). Those must not be ``params``, whose
 changes make Snakemake rerun the rule and everything downstream. By hand it is given with ``--config``.
 
-Under Snakemake, stdout, stderr (progress bars included) and logging go to the rule's log file.
+Under Snakemake, stdout, stderr (progress bars included) and logging go to the rule's log file, and a rule
+that asks for GPUs (``resources: gpu``) gets its own devices as CUDA_VISIBLE_DEVICES (evseg.gpus).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import inspect
 import json
 import logging
 from types import SimpleNamespace
+
+from evseg.gpus import assign_gpus
 
 
 def as_list(value) -> list:
@@ -70,6 +73,9 @@ def run_stage(main, namespace: dict) -> None:
             logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                                 force=True)
         try:
+            gpus = assign_gpus(int(getattr(smk.resources, "gpu", 0) or 0))  # before anything starts CUDA
+            if gpus is not None:
+                stack.callback(gpus.release)
             main(smk.input, smk.output, smk.params, smk.threads, **({"config": smk.config} if takes_config else {}))
         except Exception:
             logging.exception("stage failed")

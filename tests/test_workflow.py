@@ -1,6 +1,8 @@
 """The Snakemake workflow: dry runs of the configs and a tiny end-to-end run of what exists."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,8 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 
-def snakemake(workdir, *args, check=True):
-    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True)
+def snakemake(workdir, *args, check=True, env=None):
+    """Run the workflow in ``workdir``; ``env``: variables added to this process's environment."""
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -36,6 +40,35 @@ def test_dry_run_default_config(tmp_path):
     out = result.stdout + result.stderr
     assert "synthesize_dsec" in out and "inspect_summary" in out
     assert "results/demo/inspect/summary.csv" in out
+
+
+CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml") if p.name != "schema.yaml")
+
+
+def job_resources(plan: str) -> list[tuple[str, str]]:
+    """(rule, its resources line) of every job of a dry run."""
+    found, rule = [], None
+    for line in plan.splitlines():
+        if header := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            rule = header.group(1)
+        elif rule and line.strip().startswith("resources: "):
+            found.append((rule, line.strip().removeprefix("resources: ")))
+            rule = None
+    return found
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_dry_runs_with_each_profile(tmp_path, config, profile):
+    plan = snakemake(tmp_path, "-n", "--profile", str(REPO / "configs/profiles" / profile), "--configfile",
+                     str(REPO / "configs" / config)).stdout
+    jobs = job_resources(plan)
+    assert jobs and any(rule == "evaluate" for rule, _ in jobs)
+    if profile == "slurm":  # GPU jobs go to the GPU partition: the profile lists every rule that may ask for one
+        for rule, resources in jobs:
+            uses_gpu = re.search(r"\bgpu=[1-9]", resources) is not None
+            partition = re.search(r"slurm_partition=(\w+)", resources).group(1)
+            assert not uses_gpu or partition == "gpu", f"{rule} asks for a GPU but goes to {partition}"
 
 
 def test_invalid_config_is_refused(tmp_path):
