@@ -13,6 +13,9 @@ PUBLIC_FIX = "the file should be public: check that the URL still works in a bro
 
 
 def main(input, output, params, threads, config):
+    if "download" not in config:
+        raise ValueError("the download stage reads config['download'] (retries, timeout_s, backoff_s, mirrors): "
+                         "by hand, give it with --config '{\"download\": {...}}' or --config @config.json")
     entry, settings = params.entry, config["download"]
     mirrors = settings.get("mirrors") or {}
     if entry["auth"] == "cityscapes":

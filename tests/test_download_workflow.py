@@ -95,6 +95,7 @@ def test_download_unpack_and_rerun(tmp_path, monkeypatch):
         events_path = "/dsec/train/zurich_city_00_a/zurich_city_00_a_events_left.zip"
         assert len(server.files[events_path]) > CHUNK + 1000
         server.cut[events_path] = [CHUNK + 1000]
+        server.etag.update({path: f'"{i}"' for i, path in enumerate(server.files)})  # as real servers send
         config = download_config(tmp_path / "config.yaml", server.url)
         snakemake(work, *data_only, "--cores", "2", "--configfile", str(config))
 
@@ -120,8 +121,12 @@ def test_download_unpack_and_rerun(tmp_path, monkeypatch):
         output = missing.stdout + missing.stderr
         assert missing.returncode != 0 and "cannot be downloaded by a script" in output and "SegFormer" in output
 
-    # how to fetch is not what is fetched: other settings and mirrors rerun nothing
-    other = download_config(tmp_path / "other.yaml", "http://127.0.0.1:9", retries=1, timeout_s=7)
+        # how to fetch is not what is fetched: with a kept archive, other settings and mirrors rerun nothing
+        kept = download_config(tmp_path / "kept.yaml", server.url, keep_archives=True)
+        timestamps = "data/downloads/dsec/test/zurich_city_13_a_image_timestamps.txt"
+        snakemake(work, timestamps, "--cores", "1", "--configfile", str(kept))
+    other = download_config(tmp_path / "other.yaml", "http://127.0.0.1:9", keep_archives=True, retries=1, timeout_s=7)
+    assert jobs_of(snakemake(work, timestamps, "-n", "--cores", "1", "--configfile", str(other)).stdout) == {}
     assert jobs_of(snakemake(work, *data_only, "-n", "--cores", "1", "--configfile", str(other)).stdout) == {}
     # present data and hand-placed weights are inputs, not outputs: -F cannot delete them to fetch them again
     (work / "data/weights/mit_b5.pth").write_bytes(b"placed by hand")

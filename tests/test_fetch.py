@@ -147,6 +147,7 @@ def test_bytes_are_stored_as_sent_without_decoding(server, tmp_path):
 
 def test_chunked_answer_without_length_resumes_and_is_checked_against_the_manifest(server, tmp_path):
     server.chunked.add("/data.bin")
+    server.etag["/data.bin"] = '"v1"'  # without a version or a checksum a partial file is started over
     server.cut["/data.bin"] = [300_000]  # cut inside a chunk: the missing end of the chunked body is noticed
     download(server.url + "/data.bin", tmp_path / "data.bin", size=len(PAYLOAD), **FAST)
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD and len(server.gets("/data.bin")) == 2
@@ -182,6 +183,21 @@ def test_resume_asks_if_the_remote_file_is_unchanged(server, tmp_path):
     download(server.url + "/data.bin", target, **FAST)
     assert server.headers[-1]["If-Range"] == '"v1"' and target.read_bytes() == changed
     assert leftovers(tmp_path) == ["data.bin"]  # the validator beside the partial file is gone too
+
+
+def test_partial_file_without_version_or_checksum_is_started_over(server, tmp_path):
+    target = tmp_path / "data.bin"
+    http.partial_path(target).write_bytes(b"x" * 5000)  # from a file that may have changed upstream since
+    download(server.url + "/data.bin", target, size=len(PAYLOAD), **FAST)
+    assert target.read_bytes() == PAYLOAD and server.gets("/data.bin") == [None]
+
+
+def test_given_up_download_does_not_leak_a_token_in_its_traceback(tmp_path):
+    with pytest.raises(FetchError) as err:
+        download("http://127.0.0.1:9/f.zip?token=SECRET123", tmp_path / "f.zip", retries=0, timeout_s=2)
+    # no chained network error, whose message would carry the raw URL into the job's log
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert "SECRET123" not in str(err.value) and "token=***" in str(err.value)
 
 
 def test_urls_in_messages_hide_credentials():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import time
 from urllib.parse import urlsplit
 
 import requests
@@ -19,6 +20,7 @@ from evseg.fetch.manifest import cityscapes_login
 CITYSCAPES_LOGIN = cityscapes_login()
 CITYSCAPES_HOST = urlsplit(CITYSCAPES_LOGIN).hostname
 CITYSCAPES_ENV = ("CITYSCAPES_USERNAME", "CITYSCAPES_PASSWORD")
+LOGIN_ATTEMPTS = 3
 
 
 def cityscapes_fix(host: str = CITYSCAPES_HOST) -> str:
@@ -55,8 +57,16 @@ def cityscapes_session(login_url: str = CITYSCAPES_LOGIN, timeout_s: float = 60)
     if found is None:
         raise PermissionError(f"Cityscapes needs an account and none was found for {host}: {cityscapes_fix(host)}")
     session = requests.Session()
-    response = session.post(login_url, data={"username": found[0], "password": found[1], "submit": "Login"},
-                            timeout=timeout_s)
+    for attempt in range(LOGIN_ATTEMPTS):
+        try:
+            response = session.post(login_url, data={"username": found[0], "password": found[1], "submit": "Login"},
+                                    timeout=timeout_s)
+            break
+        except requests.exceptions.RequestException as err:
+            if attempt + 1 == LOGIN_ATTEMPTS:  # from None: the chained error would repeat the request
+                raise ConnectionError(f"the Cityscapes login at {host} failed {LOGIN_ATTEMPTS} times "
+                                      f"({type(err).__name__}): check the network and rerun") from None
+            time.sleep(2**attempt)
     # the site answers a wrong password with the login form again (HTTP 200, and a CSRF cookie)
     if response.status_code in (401, 403) or 'type="password"' in response.text:
         raise PermissionError(f"the Cityscapes login at {host} was refused (HTTP {response.status_code}, the "

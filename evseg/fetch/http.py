@@ -2,7 +2,8 @@
 
 A file is fetched into ``<path>.part``. A cut connection or a killed job leaves that partial file, and the
 next attempt asks only for the missing bytes (HTTP Range), on the condition (If-Range) that the remote file
-is still the one the partial file came from. Size and sha256, where known, are checked before the atomic
+is still the one the partial file came from; where the server names no version (ETag, Last-Modified) and no
+checksum is known, nothing proves that, and a partial file is started over. Size and sha256, where known, are checked before the atomic
 rename to ``path``: a file under its final name is complete and, where a checksum is known, verified.
 
 Bytes are stored exactly as the server sends them (``Accept-Encoding: identity``, no decoding): a server
@@ -99,13 +100,13 @@ def download(url: str, path: str | Path, *, sha256: str | None = None, size: int
     part = partial_path(path)
     for attempt in range(retries + 1):
         try:
-            digest = _transfer(url, path, session, size, timeout_s, auth_fix)
+            digest = _transfer(url, path, session, size, sha256, timeout_s, auth_fix)
             break
         except _Transient as err:
-            if attempt == retries:
+            if attempt == retries:  # from None: the chained network error would print the URL unredacted
                 raise FetchError(url, path, f"gave up after {retries + 1} attempts: {err}",
                                  f"check the network and rerun; the {_bytes(part)} already in {part.name} are "
-                                 "kept and the next run resumes from them") from err
+                                 "kept and the next run resumes from them") from None
             wait = backoff_s * 2**attempt
             log.warning("%s: %s; retrying in %.0f s from byte %d", path.name, err, wait, _size(part))
             time.sleep(wait)
@@ -130,16 +131,21 @@ def _discard(path: Path) -> None:
     validator_path(path).unlink(missing_ok=True)
 
 
-def _transfer(url: str, path: Path, session: requests.Session, size: int | None, timeout_s: float,
-              auth_fix: str) -> str:
+def _transfer(url: str, path: Path, session: requests.Session, size: int | None, sha256: str | None,
+              timeout_s: float, auth_fix: str) -> str:
     """One attempt: append the missing bytes to the partial file; return the sha256 of the complete file."""
     part, validator = partial_path(path), validator_path(path)
+    if _size(part) and not validator.exists() and sha256 is None:
+        # nothing tells whether the remote file is still the one the partial file came from: start over
+        log.warning("%s: the server named no version of the file and no checksum is known; starting over", path.name)
+        _discard(path)
     offset = _size(part)
     headers = dict(IDENTITY)
+    remembered = validator.read_text().strip() if offset and validator.exists() else None
     if offset:
         headers["Range"] = f"bytes={offset}-"
-        if validator.exists():  # the server answers 200 (the whole file) if the file has changed since
-            headers["If-Range"] = validator.read_text().strip()
+        if remembered:  # the server answers 200 (the whole file) if the file has changed since
+            headers["If-Range"] = remembered
     try:
         response = session.get(url, headers=headers, stream=True, timeout=timeout_s)
     except requests.exceptions.RequestException as err:
@@ -174,6 +180,11 @@ def _transfer(url: str, path: Path, session: requests.Session, size: int | None,
         if status == 206 and _range_start(response) != offset:
             _discard(path)
             raise _Transient("the server sent another byte range than asked; starting over")
+        etag = response.headers.get("ETag")
+        if status == 206 and remembered and remembered.startswith('"') and etag and etag != remembered:
+            # a server that ignored If-Range, but names another version of the file
+            _discard(path)
+            raise _Transient("the remote file changed since the partial download; starting over")
         total = _total_size(response, offset)
         if size is not None and total is not None and total != size:
             raise FetchError(url, path, f"the server offers {total} bytes, but "

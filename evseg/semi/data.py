@@ -46,9 +46,9 @@ def rescale(rng: np.random.Generator, x: np.ndarray, label: np.ndarray | None,
 
 
 def random_geometry(rng: np.random.Generator, x: np.ndarray, label: np.ndarray | None, crop: tuple[int, int],
-                    scale_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(input crop (C, h, w), label crop (h, w)): rescale, pad, crop, flip. Without a label the second crop is
-    the padding mask's label: 255 on padded pixels, 0 elsewhere."""
+                    scale_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input crop (C, h, w), label crop (h, w), padding mask (h, w) bool): rescale, pad, crop, flip. Without a
+    label the label crop is 255 on padded pixels and 0 elsewhere."""
     x, label = rescale(rng, x, label, scale_range)
     if label is None:
         label = np.zeros(x.shape[-2:], dtype=np.uint8)
@@ -56,13 +56,15 @@ def random_geometry(rng: np.random.Generator, x: np.ndarray, label: np.ndarray |
 
 
 def random_crop_flip(rng: np.random.Generator, x: np.ndarray, label: np.ndarray,
-                     crop: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``crop`` of ``x`` (C, H, W) and ``label`` (H, W), padded with 0 and 255, flipped with p = 0.5."""
+                     crop: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random ``crop`` of ``x`` (C, H, W) and ``label`` (H, W), padded with 0 and 255, flipped with p = 0.5;
+    also the mask of the padded pixels."""
     height, width = label.shape
     top = int(rng.integers(0, max(height - crop[0], 0) + 1))
     left = int(rng.integers(0, max(width - crop[1], 0) + 1))
     flip = bool(rng.random() < 0.5)
-    return crop_pad(x, top, left, crop, flip, 0.0), crop_pad(label, top, left, crop, flip, IGNORE)
+    padding = crop_pad(np.zeros(label.shape, np.uint8), top, left, crop, flip, 1).astype(bool)
+    return crop_pad(x, top, left, crop, flip, 0.0), crop_pad(label, top, left, crop, flip, IGNORE), padding
 
 
 def read_refined_labels(folder_of_sequence: dict[str, Path], ids: list[str], size: tuple[int, int]) -> dict:
@@ -111,8 +113,8 @@ class SemiBatches(torch.utils.data.Dataset):
     def _unlabelled(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(weak view, padding mask, strong view 1, strong view 2) of a random unlabelled sample."""
         i = self.unlabeled[int(rng.integers(len(self.unlabeled)))]
-        weak, padding = random_geometry(rng, self.target.input(i), None, self.crop, self.scale_range)
-        return weak, padding == IGNORE, self.views(weak, rng), self.views(weak, rng)
+        weak, _, padding = random_geometry(rng, self.target.input(i), None, self.crop, self.scale_range)
+        return weak, padding, self.views(weak, rng), self.views(weak, rng)
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -120,10 +122,10 @@ class SemiBatches(torch.utils.data.Dataset):
                                                     "box1", "box2", "mix_weak", "mix_padding")}
         for _ in range(self.batch_size):
             sample_id = self.labeled[int(rng.integers(len(self.labeled)))]
-            x, label = random_geometry(rng, self.target.input(self.target.index[sample_id]), self.labels[sample_id],
-                                       self.crop, self.scale_range)
+            x, label, padding = random_geometry(rng, self.target.input(self.target.index[sample_id]),
+                                                self.labels[sample_id], self.crop, self.scale_range)
             if self.copy_paste is not None:
-                x, label = self.copy_paste(rng, x, label)
+                x, label = self.copy_paste(rng, x, label, padding)
             out["labeled"].append(x)
             out["label"].append(label)
         for _ in range(self.batch_size):
