@@ -12,7 +12,7 @@ from evseg.data.dsec import DsecSemantic
 from evseg.fetch.http import CHUNK
 from tests.conftest import make_dsec_sequence
 from tests.http_server import FileServer
-from tests.test_workflow import REPO, snakemake
+from tests.test_workflow import REPO, jobs_of, snakemake
 
 SEQUENCES = {"train": "zurich_city_00_a", "test": "zurich_city_13_a"}  # 13_a lies in DSEC's test folder
 E2VID = "data/weights/E2VID_lightweight.pth.tar"
@@ -155,15 +155,6 @@ def fake_real_tree(work, config):
         if path:
             (work / path).parent.mkdir(parents=True, exist_ok=True)
             (work / path).touch()
-
-
-def jobs_of(plan):
-    """rule name -> job count from the table of a dry run."""
-    if "Job stats:" not in plan:
-        assert "Nothing to be done" in plan, plan
-        return {}
-    table = plan.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
-    return {line.split()[0]: int(line.split()[1]) for line in table if line.split()[0] != "total"}
 
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)

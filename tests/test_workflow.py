@@ -27,6 +27,15 @@ def snakemake(workdir, *args, check=True, env=None):
     return result
 
 
+def jobs_of(plan):
+    """rule name -> job count from the table of a dry run ({} when there is nothing to do)."""
+    if "Job stats:" not in plan:
+        assert "Nothing to be done" in plan, plan
+        return {}
+    table = plan.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
+    return {line.split()[0]: int(line.split()[1]) for line in table if line.split()[0] != "total"}
+
+
 def tiny_config_with(path, **sections):
     """tests/configs/tiny.yaml with whole top-level sections replaced."""
     config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
@@ -136,22 +145,27 @@ def test_tiny_end_to_end(tmp_path):
     assert cv2.imread(str(pseudo[1]), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     # a second run has nothing to do; editing one stage's setting reruns exactly that stage and what follows
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout
-    for edit, rerun, untouched in [
-        (("samples_per_sequence: 2", "samples_per_sequence: 1"), ["inspect_sequence", "inspect_summary"],
-         ["synthesize_dsec", "synthesize_cityscapes", "inspect_cityscapes", "train_uda", "evaluate"]),
-        (("start_iter: 1", "start_iter: 2"), ["train_uda", "pseudo_label", "evaluate", "evaluate_summary"],
-         ["train_source_only", "sample", "reconstruct", "inspect_sequence"]),
-        (("panels: 2", "panels: 1"), ["evaluate", "evaluate_summary"], ["train_uda", "train_source_only"]),
-        (("confidence_threshold: 0.5", "confidence_threshold: 0.6"), ["train_semi", "evaluate", "evaluate_summary"],
-         ["train_uda", "scc", "split", "pseudo_label"]),
+    after_training = {"pseudo_label": 1, "psa": 1, "scc": 1, "split": 1, "train_semi": 1, "evaluate_summary": 1, "all": 1}
+    for edit, expected in [
+        (("samples_per_sequence: 2", "samples_per_sequence: 1"), {"inspect_sequence": 2, "inspect_summary": 1, "all": 1}),
+        (("start_iter: 1", "start_iter: 2"), {"train_uda": 1, **after_training, "evaluate": 2}),  # uda and semi
+        (("  backend: superpixels\n  pictures: 2", "  backend: superpixels\n  pictures: 1"),
+         {**after_training, "pseudo_label": 0, "evaluate": 1}),
+        (("panels: 2", "panels: 1"), {"evaluate": 3, "evaluate_summary": 1, "all": 1}),
+        (("confidence_threshold: 0.5", "confidence_threshold: 0.6"),
+         {"train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "all": 1}),
     ]:
         changed = tmp_path / "changed.yaml"
         changed.write_text(config.read_text().replace(*edit))
-        plan = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(changed)).stdout
-        for name in rerun:
-            assert f"rule {name}:" in plan, (edit, plan)
-        for name in untouched:
-            assert f"rule {name}:" not in plan, (edit, plan)
+        plan = jobs_of(snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(changed)).stdout)
+        assert plan == {rule: n for rule, n in expected.items() if n}, edit
+    # after a code edit: -R reruns one stage and what follows; --until stops at a stage (the README's commands)
+    forced = jobs_of(snakemake(tmp_path, "-n", "-R", "scc", "--cores", "1", "--configfile", str(config)).stdout)
+    assert forced == {"scc": 1, "split": 1, "train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "all": 1}
+    changed.write_text(config.read_text().replace("  backend: superpixels\n  pictures: 2",
+                                                  "  backend: superpixels\n  pictures: 1"))
+    until = jobs_of(snakemake(tmp_path, "-n", "--until", "split", "--cores", "1", "--configfile", str(changed)).stdout)
+    assert until == {"psa": 1, "scc": 1, "split": 1}
     shutil.rmtree(tmp_path / "data")
 
 
