@@ -20,6 +20,8 @@ $(INSTALLED): envs/requirements.txt envs/constraints.txt pyproject.toml
 run: $(INSTALLED)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
 	@run=results/$$($(PY) -c "import yaml; print(yaml.safe_load(open('$(CONFIG)')).get('run', 'demo'))"); \
+	$(VENV)/bin/snakemake --quiet all --report $$run/report.html --configfile $(CONFIG) && \
+	echo "Report (curves, per-class IoU, confusion matrices, pseudo-label quality, pictures): $$run/report.html"; \
 	echo "Summary (test mIoU of every model, pseudo-label quality after each step): $$run/evaluate/summary.csv"; \
 	echo "Pictures: $$run/evaluate/*/seed*/panels.png, $$run/psa/pictures.png, $$run/scc/pictures.png, $$run/inspect/"
 

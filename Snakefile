@@ -16,6 +16,7 @@ include: "rules/reconstruct.smk"
 include: "rules/train.smk"
 include: "rules/refine.smk"
 include: "rules/semi.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -23,3 +24,4 @@ rule all:
         inspect_outputs(),
         reconstruct_outputs(),
         f"{RESULTS}/evaluate/summary.csv",
+        report_figure_outputs().values(),

@@ -251,6 +251,29 @@ def summary_inputs(wildcards):
     return inputs
 
 
+def report_figure_outputs():
+    """The report's figures: training curves and per-class IoU, and the pseudo-label quality with refinement."""
+    figures = {
+        "curves": report(
+            f"{RESULTS}/report/training_curves.png",
+            caption=f"{workflow.basedir}/report/training_curves.rst",
+            category="Training",
+        ),
+        "per_class": report(
+            f"{RESULTS}/report/per_class_iou.png",
+            caption=f"{workflow.basedir}/report/per_class_iou.rst",
+            category="Evaluation",
+        ),
+    }
+    if "semi" in config["evaluate"]["models"]:
+        figures["pseudo_labels"] = report(
+            f"{RESULTS}/report/pseudo_label_quality.png",
+            caption=f"{workflow.basedir}/report/pseudo_label_quality.rst",
+            category="Pseudo-labels",
+        )
+    return figures
+
+
 def psa_inputs(wildcards):
     inputs = {
         "sequences": target_sequences("train"),

@@ -10,7 +10,11 @@ rule psa:
             directory(f"{RESULTS}/psa/train/{seq}") for seq in config["dsec"]["sequences"]["train"]
         ],
         quality=f"{RESULTS}/psa/quality.json",
-        pictures=f"{RESULTS}/psa/pictures.png",
+        pictures=report(
+            f"{RESULTS}/psa/pictures.png",
+            caption="../report/psa.rst",
+            category="Pseudo-labels",
+        ),
     log:
         f"{RESULTS}/logs/psa.log",
     benchmark:
@@ -39,7 +43,11 @@ rule scc:
         ],
         regions=f"{RESULTS}/scc/regions.csv",
         quality=f"{RESULTS}/scc/quality.json",
-        pictures=f"{RESULTS}/scc/pictures.png",
+        pictures=report(
+            f"{RESULTS}/scc/pictures.png",
+            caption="../report/scc.rst",
+            category="Pseudo-labels",
+        ),
     log:
         f"{RESULTS}/logs/scc.log",
     benchmark:

@@ -123,8 +123,20 @@ rule evaluate:
         metrics=f"{RESULTS}/evaluate/{{model}}/seed{{seed}}/metrics.json",
         per_class=f"{RESULTS}/evaluate/{{model}}/seed{{seed}}/per_class.csv",
         confusion=f"{RESULTS}/evaluate/{{model}}/seed{{seed}}/confusion.npy",
-        confusion_picture=f"{RESULTS}/evaluate/{{model}}/seed{{seed}}/confusion.png",
-        panels=f"{RESULTS}/evaluate/{{model}}/seed{{seed}}/panels.png",
+        confusion_picture=report(
+            f"{RESULTS}/evaluate/{{model}}/seed{{seed}}/confusion.png",
+            caption="../report/confusion.rst",
+            category="Evaluation",
+            subcategory="Confusion matrices",
+            labels={"model": "{model}", "seed": "{seed}"},
+        ),
+        panels=report(
+            f"{RESULTS}/evaluate/{{model}}/seed{{seed}}/panels.png",
+            caption="../report/panels.rst",
+            category="Evaluation",
+            subcategory="Test predictions",
+            labels={"model": "{model}", "seed": "{seed}"},
+        ),
     log:
         f"{RESULTS}/logs/evaluate/{{model}}/seed{{seed}}.log",
     benchmark:

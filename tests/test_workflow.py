@@ -145,15 +145,16 @@ def test_tiny_end_to_end(tmp_path):
     assert cv2.imread(str(pseudo[1]), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     # a second run has nothing to do; editing one stage's setting reruns exactly that stage and what follows
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout
-    after_training = {"pseudo_label": 1, "psa": 1, "scc": 1, "split": 1, "train_semi": 1, "evaluate_summary": 1, "all": 1}
+    after_training = {"pseudo_label": 1, "psa": 1, "scc": 1, "split": 1, "train_semi": 1, "evaluate_summary": 1,
+                      "report_figures": 1, "all": 1}
     for edit, expected in [
         (("samples_per_sequence: 2", "samples_per_sequence: 1"), {"inspect_sequence": 2, "inspect_summary": 1, "all": 1}),
         (("start_iter: 1", "start_iter: 2"), {"train_uda": 1, **after_training, "evaluate": 2}),  # uda and semi
         (("  backend: superpixels\n  pictures: 2", "  backend: superpixels\n  pictures: 1"),
          {**after_training, "pseudo_label": 0, "evaluate": 1}),
-        (("panels: 2", "panels: 1"), {"evaluate": 3, "evaluate_summary": 1, "all": 1}),
+        (("panels: 2", "panels: 1"), {"evaluate": 3, "evaluate_summary": 1, "report_figures": 1, "all": 1}),
         (("confidence_threshold: 0.5", "confidence_threshold: 0.6"),
-         {"train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "all": 1}),
+         {"train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "report_figures": 1, "all": 1}),
     ]:
         changed = tmp_path / "changed.yaml"
         changed.write_text(config.read_text().replace(*edit))
@@ -161,11 +162,20 @@ def test_tiny_end_to_end(tmp_path):
         assert plan == {rule: n for rule, n in expected.items() if n}, edit
     # after a code edit: -R reruns one stage and what follows; --until stops at a stage (the README's commands)
     forced = jobs_of(snakemake(tmp_path, "-n", "-R", "scc", "--cores", "1", "--configfile", str(config)).stdout)
-    assert forced == {"scc": 1, "split": 1, "train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "all": 1}
+    assert forced == {"scc": 1, "split": 1, "train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "report_figures": 1,
+                      "all": 1}
     changed.write_text(config.read_text().replace("  backend: superpixels\n  pictures: 2",
                                                   "  backend: superpixels\n  pictures: 1"))
     until = jobs_of(snakemake(tmp_path, "-n", "--until", "split", "--cores", "1", "--configfile", str(changed)).stdout)
     assert until == {"psa": 1, "scc": 1, "split": 1}
+    # the HTML report: self-contained (offline), every flagged figure embedded, captions filled in
+    for name in ("training_curves", "per_class_iou", "pseudo_label_quality"):
+        assert (results / f"report/{name}.png").stat().st_size > 5000
+    snakemake(tmp_path, "--report", "results/tiny/report.html", "--configfile", str(config))
+    html = (results / "report.html").read_text()
+    assert html.count("iVBORw0KGgo") == 3 + 3 + 2 + 3  # confusion and panels of 3 models, PSA, SCC, 3 figures
+    assert "Confusion matrix of model semi, seed 0" in html and "Training losses of every trained model" in html
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=.https?://", html)
     shutil.rmtree(tmp_path / "data")
 
 
