@@ -12,6 +12,10 @@ changes make Snakemake rerun the rule and everything downstream. By hand it is g
 
 Under Snakemake, stdout, stderr (progress bars included) and logging go to the rule's log file, and a rule
 that asks for GPUs (``resources: gpu``) gets its own devices as CUDA_VISIBLE_DEVICES (evseg.gpus).
+
+A training stage (``run_stage(..., data_parallel=True)``) given more than one GPU starts itself again through
+torchrun, one process per GPU, with the same arguments on the command line; inside torchrun, ``run_stage``
+joins the process group (evseg.distributed) before ``main``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ import contextlib
 import inspect
 import json
 import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
+from evseg import distributed
 from evseg.gpus import assign_gpus
 
 
@@ -56,13 +65,50 @@ def _from_command_line() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamesp
     return _namespace(args.input), _namespace(args.output), params, args.threads, _json(args.config)
 
 
-def run_stage(main, namespace: dict) -> None:
+def _pairs(files) -> list[str]:
+    """Snakemake's named inputs or outputs as NAME=PATH arguments (a list gives one pair per path)."""
+    return [f"{name}={path}" for name, value in files.items() for path in as_list(value)]
+
+
+def torchrun_command(script: str, processes: int, smk, folder: Path, takes_config: bool) -> list[str]:
+    """The command line that runs ``script`` with Snakemake's arguments in ``processes`` torchrun processes;
+    params (and config) go through JSON files in ``folder``."""
+    (folder / "params.json").write_text(json.dumps(dict(smk.params.items()), default=str))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               script, "--input", *_pairs(smk.input), "--output", *_pairs(smk.output),
+               "--params", f"@{folder / 'params.json'}", "--threads", str(max(1, smk.threads // processes))]
+    if takes_config:
+        (folder / "config.json").write_text(json.dumps(smk.config, default=str))
+        command += ["--config", f"@{folder / 'config.json'}"]
+    return command
+
+
+def run_data_parallel(script: str, processes: int, smk, takes_config: bool, log) -> None:
+    with tempfile.TemporaryDirectory(prefix="evseg-torchrun-") as folder:
+        command = torchrun_command(script, processes, smk, Path(folder), takes_config)
+        logging.info("data-parallel training on %d GPUs: %s", processes, " ".join(command))
+        if log is not None:
+            log.flush()
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None).returncode
+    if code != 0:
+        raise RuntimeError(f"the {processes} torchrun processes failed (exit code {code}): their messages are "
+                           "above in this log")
+
+
+def run_stage(main, namespace: dict, data_parallel: bool = False) -> None:
+    """Call ``main`` with Snakemake's objects or the command line's (module docstring). ``data_parallel``:
+    ``main`` trains with evseg.distributed and may run as several torchrun processes."""
     smk = namespace.get("snakemake")
     takes_config = "config" in inspect.signature(main).parameters
     if smk is None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         *arguments, config = _from_command_line()
-        main(*arguments, **({"config": config} if takes_config else {}))
+        if data_parallel:
+            distributed.start_from_environment()
+        try:
+            main(*arguments, **({"config": config} if takes_config else {}))
+        finally:
+            distributed.stop()
         return
     log_path = smk.log[0] if smk.log else None
     with contextlib.ExitStack() as stack:
@@ -73,9 +119,15 @@ def run_stage(main, namespace: dict) -> None:
             logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                                 force=True)
         try:
-            gpus = assign_gpus(int(getattr(smk.resources, "gpu", 0) or 0))  # before anything starts CUDA
+            gpu_count = int(getattr(smk.resources, "gpu", 0) or 0)
+            gpus = assign_gpus(gpu_count)  # before anything starts CUDA
             if gpus is not None:
                 stack.callback(gpus.release)
+            if gpu_count > 1 and data_parallel:
+                run_data_parallel(namespace["__file__"], gpu_count, smk, takes_config, log if log_path else None)
+                return
+            if gpu_count > 1:
+                logging.warning("this stage uses one of its %d GPUs: lower resources.<rule>.gpu to 1", gpu_count)
             main(smk.input, smk.output, smk.params, smk.threads, **({"config": smk.config} if takes_config else {}))
         except Exception:
             logging.exception("stage failed")

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from evseg import distributed
 from evseg.adapt.data import InputSpec, SourceImages, StepBatches, TargetSamples, read_ids
 from evseg.adapt.inference import save_model_file
 from evseg.adapt.rcs import RareClassSampler, scaled_min_pixels
@@ -72,6 +73,8 @@ def main(input, output, params, threads):
                  len(hybrid) if hybrid else 0, spec.channels)
     state_dir = Path(output.model).parent / "state"
     step = train(student, batches, cfg, num_classes, state_dir, device)
+    if not distributed.world().is_main:
+        return  # data-parallel run (evseg.distributed): the first process writes the outputs
 
     save_model_file(output.model, step.student, step.teacher.teacher if step.teacher else None, model_cfg,
                     spec, classes, num_classes, cfg["max_iters"])
@@ -83,4 +86,4 @@ def main(input, output, params, threads):
     shutil.rmtree(state_dir)  # the outputs are complete: the resumable state (gigabytes for MiT-B5) goes
 
 
-run_stage(main, globals())
+run_stage(main, globals(), data_parallel=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from evseg import distributed
 from evseg.adapt.data import TargetSamples, read_ids
 from evseg.adapt.inference import load_model_file, save_model_file
 from evseg.adapt.optim import build_optimizer
@@ -59,6 +60,8 @@ def main(input, output, params, threads):
     optimizer, scheduler = build_optimizer(student, {**cfg["optimizer"], "max_iters": cfg["max_iters"]})
     state_dir = Path(output.model).parent / "state"
     run_steps(step, batches, optimizer, scheduler, cfg, state_dir)
+    if not distributed.world().is_main:
+        return  # data-parallel run (evseg.distributed): the first process writes the outputs
 
     save_model_file(output.model, student, None, meta["model"], spec, meta["classes"], meta["num_classes"],
                     cfg["max_iters"])
@@ -68,4 +71,4 @@ def main(input, output, params, threads):
     shutil.rmtree(state_dir)
 
 
-run_stage(main, globals())
+run_stage(main, globals(), data_parallel=True)

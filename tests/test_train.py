@@ -34,9 +34,7 @@ TRAIN = {"seed": 0, "max_iters": 6, "batch_size": 2, "crop_size": [32, 32], "cat
                        "warmup_iters": 2, "warmup_ratio": 1e-6, "power": 1.0}}
 
 
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train_data")
+def write_datasets(root):
     write_cityscapes_split(root / "cityscapes", "train", 4, (64, 32), seed=1)
     make_dsec_sequence(root / "dsec", "train", "seq_a", num_labels=5, sensor=(40, 48), label_height=36,
                        events_per_ms=40, seed=2)
@@ -45,10 +43,20 @@ def datasets(tmp_path_factory):
     rng = np.random.default_rng(3)
     for i in range(5):
         cv2.imwrite(str(recon / f"{i:06d}.png"), rng.integers(0, 255, (36, 48), dtype=np.uint8))
+
+
+def source_and_target(root):
     spec = InputSpec.from_config(INPUT)
     source = SourceImages(root / "cityscapes", "ess11", (64, 32), spec)
     target = TargetSamples(root / "dsec", "train", ["seq_a"], DSEC, spec, root / "reconstruct")
     return root, source, target
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    write_datasets(root)
+    return source_and_target(root)
 
 
 def batches_of(datasets, seed=0, adapt=True):

@@ -89,8 +89,11 @@ def test_invalid_config_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
-    config = REPO / "tests/configs/tiny.yaml"
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(config))
+    # train_semi asks for 2 (pretend) GPUs: it runs as 2 torchrun processes (gloo on the CPU), evseg.distributed
+    config = tmp_path / "tiny.yaml"
+    config.write_text((REPO / "tests/configs/tiny.yaml").read_text() + "resources:\n  train_semi: {gpu: 2}\n")
+    gpus = {"EVSEG_GPUS": "0,1", "EVSEG_GPU_LOCKS": str(tmp_path / "locks")}
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), env=gpus)
     inspect = tmp_path / "results/tiny/inspect"
     for name in ("train/synth_00_a.png", "test/synth_10_a.png", "cityscapes.png", "class_frequencies.png"):
         assert (inspect / name).stat().st_size > 1000
@@ -128,6 +131,7 @@ def test_tiny_end_to_end(tmp_path):
     summary = pd.read_csv(results / "evaluate/summary.csv")
     assert list(summary.model) == ["source_only", "uda", "semi", "pseudo_labels (train)",
                                    "psa superpixels (train)", "scc paper rule (train)"]
+    assert "data-parallel training: 2 processes (gloo)" in (results / "logs/train_semi/seed0.log").read_text()
     semi = pd.read_csv(results / "train/semi/seed0/metrics.csv")
     assert {"loss_labeled", "loss_strong1", "loss_strong2", "loss_feature_perturbation"} <= set(semi.columns)
     scc = json.loads((results / "scc/quality.json").read_text())

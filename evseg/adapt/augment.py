@@ -23,6 +23,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from evseg.adapt.losses import no_autocast
+from evseg.distributed import world
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
 BLUR_SIGMA = (0.15, 1.15)
@@ -119,7 +120,9 @@ def strong_transform(images: Tensor, generator: torch.Generator | None = None, c
     with no_autocast(images.device):
         x = images.float()
         if _uniform(1, 0, 1, generator).item() > color_jitter_p:
-            factors = _uniform(4 * x.shape[0], 0, 1, generator).view(4, -1)
+            # drawn for the whole batch, of which this process holds some rows (evseg.distributed)
+            batch = x.shape[0] * world().size
+            factors = _uniform(4 * batch, 0, 1, generator).view(4, -1)[:, world().rows(batch)]
             lo, hi = max(0.0, 1 - s), 1 + s
             factors[:3] = lo + (hi - lo) * factors[:3]
             factors[3] = -s + 2 * s * factors[3]

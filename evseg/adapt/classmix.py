@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor
 
+from evseg.distributed import classes_present, world
+
 
 def _draw_device(generator: torch.Generator | None) -> torch.device:
     # Draws happen on the generator's device, and on the CPU for torch's global RNG, so that one saved CPU RNG
@@ -25,16 +27,21 @@ def class_masks(labels: Tensor, generator: torch.Generator | None = None, ignore
     """
     if labels.ndim != 3:
         raise ValueError(f"labels must be (B,H,W), got {tuple(labels.shape)}")
-    classes = torch.unique(labels)
+    classes = classes_present(labels)
     if ignore_index is not None:
         classes = classes[classes != ignore_index]
     n = classes.numel()
     k = math.ceil(n / 2)
+    # Under data parallelism ``labels`` are this process's rows: the draws are made for the whole batch (with
+    # a generator shared by the processes) and each process keeps its own.
+    batch = labels.shape[0] * world().size
+    rows = world().rows(batch)
     masks = []
-    for i in range(labels.shape[0]):
+    for i in range(batch):
         order = torch.randperm(n, generator=generator, device=_draw_device(generator))
-        chosen = classes[order[:k].to(classes.device)]
-        masks.append(torch.isin(labels[i], chosen))
+        if rows.start <= i < rows.stop:
+            chosen = classes[order[:k].to(classes.device)]
+            masks.append(torch.isin(labels[i - rows.start], chosen))
     return torch.stack(masks)[:, None].float()
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from evseg.adapt.losses import no_autocast
+from evseg.distributed import per_process_denominator
 
 # Cityscapes trainIds: traffic light, traffic sign, person, rider, car, truck, bus, train, motorcycle, bicycle.
 THING_CLASSES_19 = (6, 7, 11, 12, 13, 14, 15, 16, 17, 18)
@@ -75,4 +76,4 @@ def feature_distance(student_feat: Tensor, imnet_feat: Tensor, labels: Tensor | 
                              f"features are {tuple(dist.shape)}")
         mask = torch.isin(cells, torch.as_tensor(list(thing_classes), device=cells.device, dtype=cells.dtype))
         # Sum/count instead of dist[mask].mean(): no host sync, and a graph-keeping 0 when the mask is empty.
-        return torch.where(mask, dist, 0.0).sum() / mask.sum().clamp(min=1)
+        return torch.where(mask, dist, 0.0).sum() / per_process_denominator(mask.sum())

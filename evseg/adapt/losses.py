@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from evseg.distributed import mean_over_processes, per_process_denominator
+
 
 def no_autocast(device: torch.device):
     """Full precision inside an autocast region: losses and their statistics are computed in float32."""
@@ -41,7 +43,7 @@ def pixel_cross_entropy(logits: Tensor, labels: Tensor, weight: Tensor | None = 
             loss = loss * weight.float()
         if average == "all":
             return loss.mean()
-        return loss.sum() / (labels != ignore_index).sum().clamp(min=1)
+        return loss.sum() / per_process_denominator((labels != ignore_index).sum())
 
 
 def pseudo_labels(logits: Tensor, size=None) -> tuple[Tensor, Tensor]:
@@ -58,7 +60,7 @@ def confidence_weight(probability: Tensor, threshold: float = 0.968) -> Tensor:
     The scalar is the fraction of all pixels of the batch (all images together) whose max probability is
     >= ``threshold``; it is not a per-pixel confidence mask. Stays on the device (no host sync).
     """
-    fraction = (probability >= threshold).float().mean()
+    fraction = mean_over_processes((probability >= threshold).float().mean())  # the whole batch's
     return fraction.expand(probability.shape).clone()
 
 

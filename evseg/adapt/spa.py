@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from evseg.adapt.losses import no_autocast
+from evseg.distributed import mean_over_processes
 
 
 class ClassPriorEMA:
@@ -34,7 +35,7 @@ class ClassPriorEMA:
         """Fold in the mean over batch and pixels of (B,C,H,W) class probabilities; returns the new value."""
         if probabilities.ndim != 4 or probabilities.shape[1] != self.num_classes:
             raise ValueError(f"probabilities must be (B,{self.num_classes},H,W), got {tuple(probabilities.shape)}")
-        mean = probabilities.detach().float().mean(dim=(0, 2, 3))
+        mean = mean_over_processes(probabilities.detach().float().mean(dim=(0, 2, 3)))  # the whole batch's
         self.value = self.momentum * self.value.to(mean.device) + (1 - self.momentum) * mean
         return self.value
 

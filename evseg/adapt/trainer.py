@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from evseg import distributed
 from evseg.adapt.augment import denormalize, normalize, strong_transform
 from evseg.adapt.classmix import class_masks, mix
 from evseg.adapt.data import InputSpec, StepBatches
@@ -81,19 +82,19 @@ class Step:
         with torch.autocast(**self.autocast):
             return self.student(x, **kwargs)
 
-    def strong(self, images: torch.Tensor) -> torch.Tensor:
+    def strong(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """DACS strong augmentation of mixed inputs. Colour jitter needs intensities: it applies to
         reconstruction targets; mixed event tensors get the blur only (README, fidelity)."""
         aug = self.cfg["uda"]["strong_aug"]
         mean, std = self.spec.mean_std()
         if self.spec.target == "reconstruction":
             x = denormalize(images, mean, std)
-            x = strong_transform(x, color_jitter_p=aug["color_jitter_p"], color_jitter_s=aug["color_jitter_s"],
-                                 blur=aug["blur"], gray_jitter=aug["gray_jitter"])
+            x = strong_transform(x, generator, color_jitter_p=aug["color_jitter_p"],
+                                 color_jitter_s=aug["color_jitter_s"], blur=aug["blur"], gray_jitter=aug["gray_jitter"])
             return normalize(x, mean, std)
         if not aug["blur"]:
             return images
-        return strong_transform(images, color_jitter_p=1.0, color_jitter_s=0.0, blur=True, clamp=False)
+        return strong_transform(images, generator, color_jitter_p=1.0, color_jitter_s=0.0, blur=True, clamp=False)
 
     def __call__(self, step: int, batch: dict) -> dict[str, torch.Tensor]:
         """One step's gradients (the caller steps the optimizer); returns its losses as detached tensors."""
@@ -122,6 +123,9 @@ class Step:
             return logs
         target = batch["target"]
         size = source_label.shape[-2:]
+        # ClassMix and the strong augmentation draw per batch: from a generator of (seed, step) that every
+        # data-parallel process shares; dropout keeps torch's global RNG
+        generator = distributed.step_generator(cfg["seed"], step)
         with torch.no_grad(), self.teacher.pseudo_label_mode(), torch.autocast(**self.autocast):
             teacher_logits = self.teacher.teacher(target)
         probability, label = pseudo_labels(teacher_logits, size=size)
@@ -131,8 +135,8 @@ class Step:
         weight = ignore_border(weight, uda["pseudo_ignore_top"], uda["pseudo_ignore_bottom"])
         logs["pseudo_weight"] = weight.max()
 
-        masks = class_masks(source_label)
-        mixed = self.strong(mix(masks, source, target))
+        masks = class_masks(source_label, generator)
+        mixed = self.strong(mix(masks, source, target), generator)
         mixed_label = mix(masks[:, 0], source_label, label)
         mixed_weight = mix(masks[:, 0], torch.ones_like(weight), weight)
         loss = pixel_cross_entropy(self.forward(mixed), mixed_label, mixed_weight)
@@ -145,7 +149,7 @@ class Step:
         with torch.no_grad(), dropout_off(self.student):
             recon_logits = self.forward(batch["hybrid_image"]).float()
         recon_label = pseudo_labels(recon_logits, size=size)[1]
-        masks = class_masks(recon_label)
+        masks = class_masks(recon_label, generator)
         mixed = mix(masks, batch["hybrid"], target)
         mixed_label = mix(masks[:, 0], recon_label, label)
         mixed_weight = mix(masks[:, 0], torch.ones_like(weight), weight)
@@ -216,7 +220,11 @@ def checkpoint(state_dir: Path, cfg_hash: str, step_index: int, step: Step, opti
 
 
 def to_training_device(model: torch.nn.Module, device: torch.device) -> None:
-    """Train mode on ``device``; channels_last on CUDA, where the convolutions are faster in that layout."""
+    """Train mode on ``device``; channels_last on CUDA, where the convolutions are faster in that layout.
+    Under data parallelism, BatchNorm normalises over the whole batch (copies made later, such as the EMA
+    teacher, inherit that)."""
+    if distributed.world().size > 1:
+        distributed.sync_batch_norm(model)
     model.to(device).train()
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -246,12 +254,18 @@ def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | P
     ``student``, ``device``, ``state_dict()`` and ``load_state_dict()`` for the state beyond the student.
     ``batches[k]`` is the batch of step ``k``. ``cfg`` needs seed, max_iters, num_workers, log_every and
     checkpoint_every; all of it goes into the hash that decides whether a checkpoint may be resumed.
+
+    Under data parallelism (evseg.distributed) each process trains on its rows of every batch, gradients are
+    averaged before the optimizer step, and the first process alone writes metrics and checkpoints.
     """
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     device = step.device
+    world = distributed.world()
     cfg_hash = config_hash(cfg)
     start = resume(state_dir, cfg_hash, step, optimizer, scheduler)
+    if world.size > 1:  # each process its own dropout masks (the checkpoint holds the first one's RNG)
+        torch.manual_seed(cfg["seed"] * 1_000_003 + start * 101 + world.rank)
     metrics_path = state_dir / METRICS
     rows = []  # rows logged after the checkpoint we resume from are dropped (those steps run again)
     if start > 0 and metrics_path.is_file():
@@ -264,15 +278,16 @@ def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | P
                                          # its own generator: drawing worker seeds from the global RNG would
                                          # shift dropout and ClassMix draws between fresh and resumed runs
                                          generator=torch.Generator().manual_seed(cfg["seed"]))
-    progress = tqdm(total=cfg["max_iters"], initial=start, desc="train", mininterval=5)
+    progress = tqdm(total=cfg["max_iters"], initial=start, desc="train", mininterval=5, disable=not world.is_main)
     window, tic = [], time.perf_counter()
     for index, batch in zip(range(start, stop), loader):
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        batch = {k: v.to(device, non_blocking=True) for k, v in distributed.local_rows(batch).items()}
         if device.type == "cuda":
             batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
                      for k, v in batch.items()}
         optimizer.zero_grad(set_to_none=True)
         logs = step(index, batch)
+        distributed.average_gradients(step.student)
         optimizer.step()
         scheduler.step()
         window.append(logs)
@@ -283,13 +298,16 @@ def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | P
                    "seconds_per_iter": (time.perf_counter() - tic) / len(window)}
             # losses stay on the device until here: one synchronisation per logged row, not per loss
             for key in dict.fromkeys(k for logs in window for k in logs):
-                row[key] = torch.stack([logs[key].float() for logs in window if key in logs]).mean().item()
+                mean = torch.stack([logs[key].float() for logs in window if key in logs]).mean()
+                row[key] = distributed.mean_over_processes(mean).item()
             if device.type == "cuda":
                 row["max_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
             rows.append(row)
-            pd.DataFrame(rows).to_csv(metrics_path, index=False)  # columns appear when their losses start
+            if world.is_main:
+                pd.DataFrame(rows).to_csv(metrics_path, index=False)  # columns appear when their losses start
             progress.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.startswith("loss")})
             window, tic = [], time.perf_counter()
-        if done % cfg["checkpoint_every"] == 0 or done == cfg["max_iters"]:
+        if world.is_main and (done % cfg["checkpoint_every"] == 0 or done == cfg["max_iters"]):
             checkpoint(state_dir, cfg_hash, done, step, optimizer, scheduler)
     progress.close()
+    distributed.barrier()

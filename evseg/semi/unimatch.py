@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evseg.adapt.losses import no_autocast, pixel_cross_entropy, pseudo_labels, resize_logits
+from evseg.distributed import gather_rows, per_process_denominator
 
 STRONG_WEIGHT = 0.25   # each of the two strong views (lambda / 2 with lambda = 0.5)
 FP_WEIGHT = 0.5        # the feature-perturbed view (mu = 0.5)
@@ -41,7 +42,7 @@ def unlabelled_loss(logits: Tensor, labels: Tensor, confidence: Tensor, padding:
     with no_autocast(logits.device):
         loss = F.cross_entropy(resize_logits(logits.float(), labels.shape[-2:]), labels.long(), reduction="none")
         kept = (confidence >= threshold) & ~padding
-        return (loss * kept).sum() / (~padding).sum().clamp(min=1)
+        return (loss * kept).sum() / per_process_denominator((~padding).sum())
 
 
 def ohem_cross_entropy(logits: Tensor, labels: Tensor, threshold: float = 0.7, min_kept: int = 200_000,
@@ -53,11 +54,11 @@ def ohem_cross_entropy(logits: Tensor, labels: Tensor, threshold: float = 0.7, m
         logits = resize_logits(logits.float(), labels.shape[-2:])
         labels = labels.long()
         valid = labels != ignore_index
-        num_valid = int(valid.sum())
-        if 0 < min_kept <= num_valid:
+        all_valid = gather_rows(valid)  # under data parallelism the cut is the whole batch's
+        if 0 < min_kept <= int(all_valid.sum()):
             with torch.no_grad():
                 probability = F.softmax(logits, dim=1).gather(1, labels.clamp(max=logits.shape[1] - 1)[:, None])[:, 0]
-                kth = probability[valid].kthvalue(min_kept).values
+                kth = gather_rows(probability)[all_valid].kthvalue(min_kept).values
                 cut = torch.maximum(kth, torch.tensor(threshold, device=kth.device))
                 valid = valid & (probability <= cut)
             labels = labels.masked_fill(~valid, ignore_index)
