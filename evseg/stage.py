@@ -25,6 +25,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,8 @@ def run_stage(main, namespace: dict, data_parallel: bool = False) -> None:
             stack.enter_context(contextlib.redirect_stderr(log))
             logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                                 force=True)
+        # what the scheduler granted: on SLURM, CPU binding makes the second number the job's --cpus-per-task
+        logging.info("%d threads, %d CPUs available", smk.threads, len(os.sched_getaffinity(0)))
         try:
             gpu_count = int(getattr(smk.resources, "gpu", 0) or 0)
             gpus = assign_gpus(gpu_count)  # before anything starts CUDA

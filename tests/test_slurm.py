@@ -1,0 +1,120 @@
+"""The SLURM profile on a real SLURM: a single-node cluster on this machine (tests/slurm/start_cluster.sh installs
+Debian's slurm-wlm, munge, slurmdbd and MariaDB, and starts them on 127.0.0.1), the tiny pipeline submitted
+through ``snakemake --profile configs/profiles/slurm``, with the commands of the README's "Running on a cluster".
+
+The set-up needs root and apt (as in CI). Elsewhere the tests are skipped, except under CI=true, where a
+cluster that cannot start is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.test_workflow import REPO, SNAKEMAKE
+
+START = REPO / "tests/slurm/start_cluster.sh"
+STOP = REPO / "tests/slurm/stop_cluster.sh"
+# The plugin's first status check comes after 40 s by default; a cluster whose jobs take minutes does not
+# notice, a test of 24 short jobs does.
+FAST_STATUS = ("--slurm-init-seconds-before-status-checks", "1")
+
+
+def cluster_is_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    return state.returncode == 0 and any(s.strip() in ("idle", "mix", "alloc") for s in state.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = False
+    if not cluster_is_up():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("CI must run the SLURM test: it needs root and apt-get to install SLURM")
+            pytest.skip("no SLURM here, and starting one needs root and apt-get (tests/slurm/start_cluster.sh)")
+        done = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{START} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        started = True
+    yield
+    if started:
+        subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=300)
+
+
+def profile_run(workdir: Path, config: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The README's command, in ``workdir``."""
+    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--profile", "configs/profiles/slurm",
+                           "--configfile", str(config), *FAST_STATUS, *extra], cwd=REPO, capture_output=True,
+                          text=True, timeout=1500)
+
+
+def jobs_since(start: datetime) -> pd.DataFrame:
+    """sacct's record of the jobs submitted since ``start``: one row per job (not per step)."""
+    table = subprocess.run(["sacct", "-X", "-n", "-P", "-S", start.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "-o", "JobID,Partition,AllocCPUS,State,Comment%200"],
+                           capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in table.splitlines() if line]
+    return pd.DataFrame(rows, columns=["job", "partition", "cpus", "state", "comment"])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(cluster, tmp_path_factory):
+    """The tiny pipeline submitted through the profile: (workdir, its config, the time it started)."""
+    workdir = tmp_path_factory.mktemp("slurm_tiny")
+    config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    config["resources"] = {"train": {"threads": 2}}  # jobs asking for 1 CPU (the default) and for 2
+    path = workdir / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    start = datetime.now()
+    done = profile_run(workdir, path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return workdir, path, start
+
+
+def test_tiny_pipeline_through_the_slurm_profile(tiny_run):
+    workdir, _, start = tiny_run
+    results = workdir / "results/tiny"
+    assert list(pd.read_csv(results / "evaluate/summary.csv").model)[:3] == ["source_only", "uda", "semi"]
+
+    # every stage ran as a SLURM job, on the partition the profile gives its rule
+    jobs = jobs_since(start)
+    assert len(jobs) >= 20 and (jobs.state == "COMPLETED").all(), jobs
+    gpu_rules = {"train_reconstruction", "reconstruct", "train_source_only", "train_uda", "pseudo_label", "psa",
+                 "scc", "train_semi", "evaluate"}
+    rules = set()
+    for rule, partition in zip(jobs.comment, jobs.partition):
+        name = re.match(r"rule_([a-z_]+?)(_wildcards|$)", rule).group(1)
+        assert partition == ("gpu" if name in gpu_rules else "cpu"), (rule, partition)
+        rules.add(name)
+    assert {"synthesize_dsec", "train_uda", "train_semi", "evaluate_summary"} <= rules
+    # with the CPUs it asked for, bound to them
+    seen = set()
+    for log in [*results.glob("logs/**/*.log"), *(workdir / "data/synthetic/logs").glob("**/*.log")]:
+        match = re.search(r"INFO (\d+) threads, (\d+) CPUs available", log.read_text())
+        assert match, f"{log} has no CPU line"
+        assert match.group(1) == match.group(2), log
+        seen.add(int(match.group(1)))
+    assert seen == {1, 2}
+
+
+def test_a_failing_job_fails_the_workflow_and_shows_its_log(tiny_run):
+    workdir, config, _ = tiny_run
+    labeled = workdir / "results/tiny/split/labeled.txt"
+    labeled.write_text(labeled.read_text() + "synth_00_a/999999\n")  # newer than train_semi's model: it reruns
+    done = profile_run(workdir, config)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    slurm_log = re.search(r"log: (\S*slurm_logs/rule_train_semi\S*\.log)", output)
+    assert slurm_log and Path(workdir, slurm_log.group(1)).is_file(), output[-4000:]
+    assert "results/tiny/logs/train_semi/seed0.log" in output  # the rule's own log, printed (show-failed-logs)
+    assert "999999" in output, output[-4000:]  # the stage's error names the bad id
