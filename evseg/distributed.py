@@ -26,6 +26,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
 
 import torch
 import torch.distributed as dist
@@ -52,6 +55,13 @@ class World:
         return slice(self.rank * local, (self.rank + 1) * local)
 
 
+def shared_draws(generator: torch.Generator | None) -> None:
+    """Draws for the whole batch need a generator every process seeds alike (``step_generator``)."""
+    if generator is None and world().size > 1:
+        raise ValueError("with several processes, per-batch random draws need the step's shared generator "
+                         "(evseg.distributed.step_generator); torch's global RNG differs between processes")
+
+
 def world() -> World:
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size())
@@ -59,15 +69,19 @@ def world() -> World:
 
 
 def start_from_environment() -> World:
-    """Join the process group that torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a no-op without it."""
+    """Join the process group that torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a no-op without it.
+
+    With a GPU per process, process ``LOCAL_RANK`` uses GPU ``LOCAL_RANK`` (so ``device: auto`` or ``cuda``
+    is that GPU) and CUDA tensors travel by NCCL, CPU tensors by gloo; without, everything goes by gloo."""
     size = int(os.environ.get("WORLD_SIZE", 1))
     if size <= 1 or dist.is_initialized():
         return world()
-    if torch.cuda.is_available():
+    # every process of the node decides alike (the same devices are visible to all of them)
+    gpu_each = torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ["LOCAL_WORLD_SIZE"])
+    if gpu_each:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl", device_id=torch.device("cuda", int(os.environ["LOCAL_RANK"])))
-    else:
-        dist.init_process_group("gloo")
+    # a long timeout: the other processes wait in a collective while the first one writes a checkpoint
+    dist.init_process_group("cpu:gloo,cuda:nccl" if gpu_each else "gloo", timeout=timedelta(hours=1))
     w = world()
     if not w.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one log: rank 0 reports, the others only warn
@@ -76,7 +90,10 @@ def start_from_environment() -> World:
 
 
 def stop() -> None:
+    """Leave the process group once every process got here (one leaving while another still writes its
+    outputs can abort the other's gloo connections)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -126,7 +143,7 @@ def gather_rows(value: Tensor) -> Tensor:
     w = world()
     if w.size == 1:
         return value
-    parts = [torch.empty_like(value) for _ in range(w.size)]
+    parts = [torch.empty_like(value) for _ in range(w.size)]  # the processes' rows have the same shape
     dist.all_gather(parts, value.contiguous())
     return torch.cat(parts)
 
@@ -141,9 +158,22 @@ def classes_present(labels: Tensor) -> Tensor:
     return present.nonzero()[:, 0].to(labels.dtype)
 
 
+def seed_of(*keys: int) -> int:
+    """A 63-bit seed from integers (numpy's SeedSequence: different key lists give independent streams)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """A CPU generator that every process seeds alike, for the random draws made per batch."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.Generator().manual_seed(seed_of(seed, step))
+
+
+def seed_process_rng(seed: int, step: int) -> None:
+    """Under data parallelism, torch's global RNG (dropout, drop-path) is seeded per (seed, step, process):
+    the processes draw different masks, and a resumed run draws the same masks as an uninterrupted one."""
+    w = world()
+    if w.size > 1:
+        torch.manual_seed(seed_of(seed, step, w.rank, 1))
 
 
 def barrier() -> None:
@@ -203,9 +233,12 @@ class WholeBatchNorm2d(nn.BatchNorm2d):
 
 def sync_batch_norm(model: nn.Module) -> nn.Module:
     """Make every BatchNorm2d of ``model`` a WholeBatchNorm2d in place (same parameters and buffers, so an
-    optimizer built before keeps working)."""
-    for module in model.modules():
+    optimizer built before keeps working). Other batch norms would keep per-process statistics: refused."""
+    for name, module in model.named_modules():
         if type(module) is nn.BatchNorm2d:
             module.__class__ = WholeBatchNorm2d
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and type(module) is not WholeBatchNorm2d:
+            raise ValueError(f"data-parallel training normalises BatchNorm2d over the whole batch, but {name} is a "
+                             f"{type(module).__name__}: train this backbone on one GPU (resources.<rule>.gpu: 1)")
     return model
 

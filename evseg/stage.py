@@ -68,18 +68,21 @@ def _from_command_line() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamesp
 
 def _pairs(files) -> list[str]:
     """Snakemake's named inputs or outputs as NAME=PATH arguments (a list gives one pair per path)."""
-    return [f"{name}={path}" for name, value in files.items() for path in as_list(value)]
+    pairs = [f"{name}={path}" for name, value in files.items() for path in as_list(value)]
+    if len(pairs) != len(files):
+        raise ValueError(f"a data-parallel stage needs every input and output named, got {list(files)}")
+    return pairs
 
 
 def torchrun_command(script: str, processes: int, smk, folder: Path, takes_config: bool) -> list[str]:
     """The command line that runs ``script`` with Snakemake's arguments in ``processes`` torchrun processes;
     params (and config) go through JSON files in ``folder``."""
-    (folder / "params.json").write_text(json.dumps(dict(smk.params.items()), default=str))
+    (folder / "params.json").write_text(json.dumps(dict(smk.params.items())))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                script, "--input", *_pairs(smk.input), "--output", *_pairs(smk.output),
                "--params", f"@{folder / 'params.json'}", "--threads", str(max(1, smk.threads // processes))]
     if takes_config:
-        (folder / "config.json").write_text(json.dumps(smk.config, default=str))
+        (folder / "config.json").write_text(json.dumps(smk.config))
         command += ["--config", f"@{folder / 'config.json'}"]
     return command
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -32,8 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 def torchrun(processes: int, *args: str, env: dict | None = None) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
                "-m", "tests.test_distributed", *args]
+    # CPU processes (gloo) also on a machine with GPUs
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
 
@@ -63,6 +65,51 @@ def batch_norm_worker(out: Path) -> None:
                 "running_var": bn[0].running_var}, out / f"rank{distributed.world().rank}.pt")
 
 
+def loss_inputs() -> dict[str, torch.Tensor]:
+    """A batch of 4 for every whole-batch statistic: logits, labels with ignored pixels, confidences, padding,
+    features with labels constant on 4x4 cells (so the feature distance has thing cells), images."""
+    g = torch.Generator().manual_seed(0)
+    cells = torch.randint(0, 5, (4, 4, 4), generator=g)
+    labels = cells.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    labels[:, :3, :5] = 255
+    return {"logits": torch.randn(4, 5, 16, 16, generator=g) * 2, "labels": labels,
+            "confidence": torch.rand(4, 16, 16, generator=g), "padding": torch.rand(4, 16, 16, generator=g) > 0.8,
+            "student": torch.randn(4, 8, 4, 4, generator=g), "imnet": torch.randn(4, 8, 4, 4, generator=g),
+            "images": torch.rand(4, 3, 16, 16, generator=g)}
+
+
+def whole_batch_statistics(x: dict[str, torch.Tensor], generator_seed: int = 0) -> dict[str, torch.Tensor]:
+    """Every loss or draw that covers the whole batch, on the rows this process holds."""
+    from evseg.adapt.augment import strong_transform
+    from evseg.adapt.classmix import class_masks
+    from evseg.adapt.feature_distance import feature_distance
+    from evseg.adapt.losses import confidence_weight, pixel_cross_entropy
+    from evseg.semi.unimatch import ohem_cross_entropy, unlabelled_loss
+
+    labels_no_ignore = x["labels"].clamp(max=4)
+    generator = distributed.step_generator(generator_seed, 3)
+    return {
+        "ce_valid": pixel_cross_entropy(x["logits"], x["labels"], average="valid"),
+        # min_kept between one process's labelled pixels (< 1024 - 15) and the batch's (4 x 1009)
+        "ohem": ohem_cross_entropy(x["logits"], x["labels"], threshold=0.3, min_kept=1500),
+        "unlabelled": unlabelled_loss(x["logits"], labels_no_ignore, x["confidence"], x["padding"], 0.5),
+        "feature_distance": feature_distance(x["student"], x["imnet"], x["labels"], [1, 3], 0.75, 5),
+        "confidence_weight": confidence_weight(x["confidence"], 0.7).mean(),
+        "class_masks": class_masks(x["labels"], generator),
+        "strong": strong_transform(x["images"], generator, color_jitter_p=0.0, color_jitter_s=0.2),
+    }
+
+
+def statistics_worker(out: Path) -> None:
+    """The statistics on this process's rows: scalars as the mean over processes (what gradient averaging
+    sees), per-row outputs gathered."""
+    x = {k: v[distributed.world().rows(4)] for k, v in loss_inputs().items()}
+    got = whole_batch_statistics(x)
+    result = {k: distributed.gather_rows(v) if v.ndim else distributed.mean_over_processes(v) for k, v in got.items()}
+    if distributed.world().is_main:
+        torch.save(result, out / "statistics.pt")
+
+
 def training_worker(root: Path, out: Path, adapt: bool, plain_bn: bool) -> None:
     """A few steps of the UDA (or source-only) loop, without dropout and drop-path (whose masks are per
     process by design), every other part on: DACS weighting, ClassMix, strong augmentation, the ImageNet
@@ -77,7 +124,11 @@ def training_worker(root: Path, out: Path, adapt: bool, plain_bn: bool) -> None:
     model = build_segmentor("mit_b0", 11, in_chans=1, embed_dim=16, drop_path_rate=0.0)
     model.decode_head.dropout.p = 0.0
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = config(adapt=adapt, max_iters=4, log_every=2, checkpoint_every=2)
+    cfg = config(adapt=adapt, max_iters=4, log_every=1, checkpoint_every=2)
+    # a threshold that some of a random model's pseudo-labels pass (its probabilities are near 1/11), and a
+    # feature distance that matters, so that both whole-batch statistics reach the weights
+    cfg["uda"] = {**cfg["uda"], "pseudo_threshold": 0.1,
+                  "feature_distance": {**cfg["uda"]["feature_distance"], "weight": 0.5}}
     step = train(model, batches_of(source_and_target(root), adapt=adapt), cfg, 11, out / "state",
                  torch.device("cpu"))
     if distributed.world().is_main:
@@ -92,6 +143,8 @@ def main() -> None:
     try:
         if what == "batch_norm":
             batch_norm_worker(Path(args[0]))
+        elif what == "statistics":
+            statistics_worker(Path(args[0]))
         else:
             training_worker(Path(args[0]), Path(args[1]), adapt=what.startswith("uda"), plain_bn=what.endswith("plain_bn"))
     finally:
@@ -131,6 +184,18 @@ def test_whole_batch_norm_over_two_processes_equals_batch_norm_of_the_batch(tmp_
             torch.testing.assert_close(got[key], value.detach(), rtol=1e-5, atol=1e-5, msg=f"rank {rank}: {key}")
 
 
+def test_whole_batch_statistics_over_two_processes_equal_one_process(tmp_path):
+    torchrun(2, "statistics", str(tmp_path))
+    got = torch.load(tmp_path / "statistics.pt")
+    expected = whole_batch_statistics(loss_inputs())
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    # the rows of one process alone give other values: the comparison can fail
+    half = whole_batch_statistics({k: v[:2] for k, v in loss_inputs().items()})
+    for key in ("ce_valid", "ohem", "unlabelled", "feature_distance", "confidence_weight"):
+        assert not torch.allclose(half[key], expected[key], rtol=1e-3), key
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """The UDA loop in 1 and in 2 processes, same global batch (2), and 2 processes with per-process BN."""
@@ -143,6 +208,7 @@ def two_runs(tmp_path_factory):
         (root / name).mkdir()
         torchrun(processes, what, str(root), str(root / name))
         results[name] = torch.load(root / name / "result.pt")
+        results[name]["metrics"] = pd.read_csv(root / name / "state/metrics.csv")
     return results
 
 
@@ -160,6 +226,11 @@ def test_two_processes_train_as_one_with_the_same_global_batch(two_runs):
     assert relative_difference(two["student"], one["student"], one["initial"]) < 1e-3
     assert relative_difference(two["teacher"], one["teacher"], one["initial"]) < 1e-3
     torch.testing.assert_close(two["prior"], one["prior"], rtol=1e-5, atol=1e-7)
+    # the logged losses are whole-batch means: equal up to rounding, step by step
+    losses = [c for c in one["metrics"].columns if c.startswith("loss") or c == "pseudo_weight"]
+    assert {"loss_mix", "loss_hybrid", "loss_feature_distance", "loss_spa"} <= set(losses)
+    assert one["metrics"]["pseudo_weight"].max() > 0  # some pseudo-labelled pixels carry weight
+    pd.testing.assert_frame_equal(two["metrics"][losses], one["metrics"][losses], rtol=1e-3)
 
 
 def test_the_bound_fails_without_whole_batch_statistics(two_runs):

@@ -58,18 +58,20 @@ def profile_run(workdir: Path, config: Path, *extra: str) -> subprocess.Complete
                           text=True, timeout=1500)
 
 
-def jobs_since(start: datetime) -> pd.DataFrame:
-    """sacct's record of the jobs submitted since ``start``: one row per job (not per step)."""
+def snakemake_jobs_since(start: datetime) -> pd.DataFrame:
+    """sacct's record of the Snakemake jobs (comment rule_<name>...) that ended since ``start``, one row per
+    job (not per step); the cluster's own start-up test job has no such comment."""
     table = subprocess.run(["sacct", "-X", "-n", "-P", "-S", start.strftime("%Y-%m-%dT%H:%M:%S"),
                             "-o", "JobID,Partition,AllocCPUS,State,Comment%200"],
                            capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|") for line in table.splitlines() if line]
-    return pd.DataFrame(rows, columns=["job", "partition", "cpus", "state", "comment"])
+    rows = [line.split("|", 4) for line in table.splitlines() if line]
+    jobs = pd.DataFrame(rows, columns=["job", "partition", "cpus", "state", "comment"])
+    return jobs[jobs.comment.str.startswith("rule_")]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(cluster, tmp_path_factory):
-    """The tiny pipeline submitted through the profile: (workdir, its config, the time it started)."""
+    """The tiny pipeline submitted through the profile: (workdir, its config, sacct's table of its jobs)."""
     workdir = tmp_path_factory.mktemp("slurm_tiny")
     config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
     config["resources"] = {"train": {"threads": 2}}  # jobs asking for 1 CPU (the default) and for 2
@@ -78,16 +80,15 @@ def tiny_run(cluster, tmp_path_factory):
     start = datetime.now()
     done = profile_run(workdir, path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    return workdir, path, start
+    return workdir, path, snakemake_jobs_since(start)
 
 
 def test_tiny_pipeline_through_the_slurm_profile(tiny_run):
-    workdir, _, start = tiny_run
+    workdir, _, jobs = tiny_run
     results = workdir / "results/tiny"
     assert list(pd.read_csv(results / "evaluate/summary.csv").model)[:3] == ["source_only", "uda", "semi"]
 
     # every stage ran as a SLURM job, on the partition the profile gives its rule
-    jobs = jobs_since(start)
     assert len(jobs) >= 20 and (jobs.state == "COMPLETED").all(), jobs
     gpu_rules = {"train_reconstruction", "reconstruct", "train_source_only", "train_uda", "pseudo_label", "psa",
                  "scc", "train_semi", "evaluate"}

@@ -131,7 +131,7 @@ def test_tiny_end_to_end(tmp_path):
     summary = pd.read_csv(results / "evaluate/summary.csv")
     assert list(summary.model) == ["source_only", "uda", "semi", "pseudo_labels (train)",
                                    "psa superpixels (train)", "scc paper rule (train)"]
-    assert "data-parallel training: 2 processes (gloo)" in (results / "logs/train_semi/seed0.log").read_text()
+    assert "data-parallel training: 2 processes" in (results / "logs/train_semi/seed0.log").read_text()
     semi = pd.read_csv(results / "train/semi/seed0/metrics.csv")
     assert {"loss_labeled", "loss_strong1", "loss_strong2", "loss_feature_perturbation"} <= set(semi.columns)
     scc = json.loads((results / "scc/quality.json").read_text())

@@ -23,7 +23,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from evseg.adapt.losses import no_autocast
-from evseg.distributed import world
+from evseg.distributed import shared_draws, world
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
 BLUR_SIGMA = (0.15, 1.15)
@@ -117,6 +117,7 @@ def strong_transform(images: Tensor, generator: torch.Generator | None = None, c
     s = color_jitter_s
     if rgb and s > 0.5:
         raise ValueError(f"hue jitter needs color_jitter_s <= 0.5, got {s}")
+    shared_draws(generator)
     with no_autocast(images.device):
         x = images.float()
         if _uniform(1, 0, 1, generator).item() > color_jitter_p:

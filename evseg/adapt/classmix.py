@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from evseg.distributed import classes_present, world
+from evseg.distributed import classes_present, shared_draws, world
 
 
 def _draw_device(generator: torch.Generator | None) -> torch.device:
@@ -34,6 +34,7 @@ def class_masks(labels: Tensor, generator: torch.Generator | None = None, ignore
     k = math.ceil(n / 2)
     # Under data parallelism ``labels`` are this process's rows: the draws are made for the whole batch (with
     # a generator shared by the processes) and each process keeps its own.
+    shared_draws(generator)
     batch = labels.shape[0] * world().size
     rows = world().rows(batch)
     masks = []

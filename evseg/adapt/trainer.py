@@ -172,15 +172,15 @@ class Step:
 
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # the device this process trains on: a rerun may see fewer GPUs
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -264,8 +264,6 @@ def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | P
     world = distributed.world()
     cfg_hash = config_hash(cfg)
     start = resume(state_dir, cfg_hash, step, optimizer, scheduler)
-    if world.size > 1:  # each process its own dropout masks (the checkpoint holds the first one's RNG)
-        torch.manual_seed(cfg["seed"] * 1_000_003 + start * 101 + world.rank)
     metrics_path = state_dir / METRICS
     rows = []  # rows logged after the checkpoint we resume from are dropped (those steps run again)
     if start > 0 and metrics_path.is_file():
@@ -286,6 +284,7 @@ def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | P
             batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
                      for k, v in batch.items()}
         optimizer.zero_grad(set_to_none=True)
+        distributed.seed_process_rng(cfg["seed"], index)
         logs = step(index, batch)
         distributed.average_gradients(step.student)
         optimizer.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -14,9 +15,14 @@ ARCH_OF_METHOD = {"e2vid": "E2VIDRecurrent", "firenet": "FireNet"}
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU if there is one (under data parallelism, this process's GPU), else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ValueError(f"device {name!r} would put every data-parallel process on one GPU: use 'auto' or 'cuda' "
+                         "(each process then takes its own)")
+    return device
 
 
 def build_reconstructor(cfg: dict, height: int, width: int, checkpoint: str | Path | None = None,

@@ -131,8 +131,9 @@ class UniMatchStep:
         loss_fp = unlabelled_loss(logits_fp[count:], *weak, self.threshold)
         loss = unimatch_loss(loss_x, loss_s1, loss_s2, loss_fp)
         loss.backward()
-        confident = ((confidence >= self.threshold) & ~batch["weak_padding"]).sum() / \
-            (~batch["weak_padding"]).sum().clamp(min=1)
+        unpadded = ~batch["weak_padding"]
+        # logged rows average over processes: this denominator makes that the whole batch's share
+        confident = ((confidence >= self.threshold) & unpadded).sum() / per_process_denominator(unpadded.sum())
         return {"loss": loss.detach(), "loss_labeled": loss_x.detach(), "loss_strong1": loss_s1.detach(),
                 "loss_strong2": loss_s2.detach(), "loss_feature_perturbation": loss_fp.detach(),
                 "confident_share": confident.detach()}
