@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
-
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
