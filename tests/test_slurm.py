@@ -55,14 +55,16 @@ def profile_run(workdir: Path, config: Path, *extra: str) -> subprocess.Complete
 
 
 def snakemake_jobs_since(start: datetime) -> pd.DataFrame:
-    """sacct's record of the Snakemake jobs (comment rule_<name>...) that ended since ``start``, one row per
-    job (not per step); the cluster's own start-up test job has no such comment."""
-    table = subprocess.run(["sacct", "-X", "-n", "-P", "-S", start.strftime("%Y-%m-%dT%H:%M:%S"),
-                            "-o", "JobID,Partition,AllocCPUS,State,Comment%200"],
+    """sacct's record of the Snakemake jobs (comment rule_<name>...) submitted since ``start``, one row per
+    job (not per step); the cluster's own start-up test job has no such comment. (`sacct -S` alone would also
+    list a job of an earlier, killed run that the database still believes running.)"""
+    since = start.replace(microsecond=0)
+    table = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since.isoformat(),
+                            "-o", "JobID,Partition,AllocCPUS,State,Submit,Comment%200"],
                            capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|", 4) for line in table.splitlines() if line]
-    jobs = pd.DataFrame(rows, columns=["job", "partition", "cpus", "state", "comment"])
-    return jobs[jobs.comment.str.startswith("rule_")]
+    rows = [line.split("|", 5) for line in table.splitlines() if line]
+    jobs = pd.DataFrame(rows, columns=["job", "partition", "cpus", "state", "submit", "comment"])
+    return jobs[jobs.comment.str.startswith("rule_") & (pd.to_datetime(jobs.submit) >= since)]
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +88,15 @@ def test_tiny_pipeline_through_the_slurm_profile(tiny_run):
 
     # every stage ran as a SLURM job, on the partition the profile gives its rule
     assert len(jobs) >= 20 and (jobs.state == "COMPLETED").all(), jobs
-    gpu_rules = {"train_reconstruction", "reconstruct", "train_source_only", "train_uda", "pseudo_label", "psa",
-                 "scc", "train_semi", "evaluate"}
+    profile = yaml.safe_load((REPO / "configs/profiles/slurm/profile.yaml").read_text())
+    partition_of = {rule: r["slurm_partition"] for rule, r in profile["set-resources"].items()}
     rules = set()
     for rule, partition in zip(jobs.comment, jobs.partition):
         name = re.match(r"rule_([a-z_]+?)(_wildcards|$)", rule).group(1)
-        assert partition == ("gpu" if name in gpu_rules else "cpu"), (rule, partition)
+        expected = partition_of.get(name, profile["default-resources"]["slurm_partition"])
+        assert partition == expected, (rule, partition)
         rules.add(name)
+    assert {partition_of[rule] for rule in rules if rule in partition_of} == {"gpu"}  # both partitions were used
     assert {"synthesize_dsec", "train_uda", "train_semi", "evaluate_summary"} <= rules
     # with the CPUs it asked for, bound to them
     seen = set()

@@ -389,6 +389,19 @@ start_slurmd() {
     started_at=$SECONDS
     setsid slurmd -N localhost </dev/null >>"$logf" 2>&1 || die_log "slurmd failed to start" "$logf"
     wait_for slurmd "$logf" "$pidf" slurmd slurmd_alive
+    cancel_stale_jobs
+}
+
+# With slurmd down, no job can be running, but after a reboot or a kill the controller's saved state still holds
+# the jobs of its previous life: 'running' ones keep the node allocated and pending ones would start, so that a
+# new job waits behind them (the smoke job's srun timed out so).
+cancel_stale_jobs() {
+    local jobs
+    jobs=$(squeue -h -o %i | tr '\n' ' ')
+    [[ -n ${jobs// /} ]] || return 0
+    log "cancelling jobs left from before slurmd was down: $jobs"
+    # shellcheck disable=SC2086 # one argument per job id
+    scancel $jobs
 }
 
 wait_node_ready() {
