@@ -12,7 +12,11 @@ job then sees its devices as cuda:0, cuda:1, ...
   the machine: two Snakemake runs on one workstation do not collide either.
 - A job that finds too few free devices waits (a run without ``--resources gpu=N`` is still correct, only
   its waiting jobs hold their cores) and gives up after ``EVSEG_GPU_WAIT_S`` seconds (default 3600).
-- Under SLURM (``SLURM_JOB_ID`` set) the scheduler has already given the job its devices: nothing is claimed.
+- Under SLURM (``SLURM_JOB_ID`` set) the devices to share are the allocation's (SLURM sets
+  ``CUDA_VISIBLE_DEVICES``), and the locks are the allocation's own (a subfolder ``slurm-<job id>``): with
+  device cgroups every job numbers its GPUs from 0, so two jobs on a node must not lock each other's "GPU 0".
+  A job of the slurm profile holds exactly the GPUs it asked for and claims them at once; Snakemake run
+  locally inside an allocation (``salloc``, ``srun --pty``) shares the allocation's GPUs among its jobs.
 """
 
 from __future__ import annotations
@@ -88,10 +92,20 @@ def claim(count: int, devices: list[str], lock_dir: str | Path, wait_s: float, p
 
 def assign_gpus(count: int) -> GpuClaim | None:
     """Claim ``count`` devices for this job and make them its CUDA_VISIBLE_DEVICES (call before CUDA starts)."""
-    if count <= 0 or os.environ.get("SLURM_JOB_ID"):
+    if count <= 0:
         return None
-    lock_dir = os.environ.get("EVSEG_GPU_LOCKS") or Path(tempfile.gettempdir()) / "evseg-gpu-locks"
-    held = claim(count, visible_devices(), lock_dir, float(os.environ.get("EVSEG_GPU_WAIT_S", 3600)))
+    lock_dir = Path(os.environ.get("EVSEG_GPU_LOCKS") or Path(tempfile.gettempdir()) / "evseg-gpu-locks")
+    devices = visible_devices()
+    slurm_job = os.environ.get("SLURM_JOB_ID")
+    if slurm_job:
+        lock_dir = lock_dir / f"slurm-{slurm_job}"
+        if count > len(devices):
+            raise RuntimeError(
+                f"the job asks for {count} GPUs (resources.<rule>.gpu) but SLURM job {slurm_job} has "
+                f"{len(devices)}: CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}. The slurm profile "
+                "turns the rule's gpu into --gpus; a gres in its set-resources must ask for as many GPUs")
+    held = claim(count, devices, lock_dir, float(os.environ.get("EVSEG_GPU_WAIT_S", 3600)))
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(held.devices)
-    log.info("GPUs %s (CUDA_VISIBLE_DEVICES)", os.environ["CUDA_VISIBLE_DEVICES"])
+    log.info("GPUs %s (CUDA_VISIBLE_DEVICES)%s", os.environ["CUDA_VISIBLE_DEVICES"],
+             f" of SLURM job {slurm_job}" if slurm_job else "")
     return held

@@ -68,15 +68,33 @@ def test_device_list_and_slurm(monkeypatch, tmp_path):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     monkeypatch.setattr(gpus.shutil, "which", lambda _: None)
     assert gpus.visible_devices() == []
-    monkeypatch.setenv("SLURM_JOB_ID", "42")
-    assert gpus.assign_gpus(1) is None and "CUDA_VISIBLE_DEVICES" not in os.environ  # SLURM assigned them
-    monkeypatch.delenv("SLURM_JOB_ID")
     monkeypatch.setenv("EVSEG_GPUS", "5,6")
     monkeypatch.setenv("EVSEG_GPU_LOCKS", str(tmp_path))
     held = gpus.assign_gpus(1)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5" and held.devices == ["5"]
     held.release()
     assert gpus.assign_gpus(0) is None
+
+
+def test_slurm_jobs_share_their_own_allocation(monkeypatch, tmp_path):
+    """Under SLURM the devices are the allocation's and the locks per allocation: with device cgroups two jobs
+    on one node both see their GPU as 0, and must not wait for each other."""
+    monkeypatch.delenv("EVSEG_GPUS", raising=False)
+    monkeypatch.setenv("EVSEG_GPU_LOCKS", str(tmp_path))
+    monkeypatch.setenv("EVSEG_GPU_WAIT_S", "0")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(RuntimeError, match=r"asks for 2 GPUs \(resources.<rule>.gpu\) but SLURM job 42 has 1"):
+        gpus.assign_gpus(2)
+    job_42 = gpus.assign_gpus(1)
+    assert job_42.devices == ["0"] and (tmp_path / "slurm-42/gpu0.lock").exists()
+    with pytest.raises(RuntimeError, match="no 1 of the GPUs"):  # Snakemake's next job in the same allocation
+        gpus.assign_gpus(1)
+    monkeypatch.setenv("SLURM_JOB_ID", "43")
+    job_43 = gpus.assign_gpus(1)  # another job, its own "GPU 0"
+    assert job_43.devices == ["0"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    job_42.release()
+    job_43.release()
 
 
 def claims_in_logs(folder: Path) -> list[tuple[str, datetime, datetime]]:

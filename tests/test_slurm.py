@@ -1,6 +1,7 @@
 """The SLURM profile on a real SLURM: a single-node cluster on this machine (tests/slurm/start_cluster.sh installs
-Debian's slurm-wlm, munge, slurmdbd and MariaDB, and starts them on 127.0.0.1), the tiny pipeline submitted
-through ``snakemake --profile configs/profiles/slurm``, with the commands of the README's "Running on a cluster".
+Debian's slurm-wlm, munge, slurmdbd and MariaDB, and starts them on 127.0.0.1; the node has 2 CPUs and 2 stand-in
+GPUs), the tiny pipeline submitted through ``snakemake --profile configs/profiles/slurm``, with the commands of the
+README's "Running on a cluster".
 
 The set-up needs root and apt (as in CI). Elsewhere the tests are skipped, except under CI=true, where a
 cluster that cannot start is a failure.
@@ -25,6 +26,9 @@ START = REPO / "tests/slurm/start_cluster.sh"
 # The plugin's first status check comes after 40 s by default; a cluster whose jobs take minutes does not
 # notice, a test of 24 short jobs does.
 FAST_STATUS = ("--slurm-init-seconds-before-status-checks", "1")
+# The cluster's node has 2 stand-in GPUs (gres, no CUDA): these rules ask for them, train_semi for both, so it
+# trains as 2 torchrun processes (on the CPU).
+GPUS_ASKED = {"pseudo_label": 1, "train_semi": 2, "evaluate": 1}
 
 
 def cluster_is_up() -> bool:
@@ -60,11 +64,12 @@ def snakemake_jobs_since(start: datetime) -> pd.DataFrame:
     list a job of an earlier, killed run that the database still believes running.)"""
     since = start.replace(microsecond=0)
     table = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since.isoformat(),
-                            "-o", "JobID,Partition,AllocCPUS,State,Submit,Comment%200"],
+                            "-o", "JobID,Partition,AllocCPUS,AllocTRES%200,State,Submit,Comment%200"],
                            capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|", 5) for line in table.splitlines() if line]
-    jobs = pd.DataFrame(rows, columns=["job", "partition", "cpus", "state", "submit", "comment"])
-    return jobs[jobs.comment.str.startswith("rule_") & (pd.to_datetime(jobs.submit) >= since)]
+    rows = [line.split("|", 6) for line in table.splitlines() if line]
+    jobs = pd.DataFrame(rows, columns=["job", "partition", "cpus", "tres", "state", "submit", "comment"])
+    jobs = jobs[jobs.comment.str.startswith("rule_") & (pd.to_datetime(jobs.submit) >= since)]
+    return jobs.assign(rule=jobs.comment.str.extract(r"^rule_([a-z_]+?)(?:_wildcards|$)", expand=False))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +77,10 @@ def tiny_run(cluster, tmp_path_factory):
     """The tiny pipeline submitted through the profile: (workdir, its config, sacct's table of its jobs)."""
     workdir = tmp_path_factory.mktemp("slurm_tiny")
     config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
-    config["resources"] = {"train": {"threads": 2}}  # jobs asking for 1 CPU (the default) and for 2
+    # jobs asking for 1 CPU (the default) and for 2; train_semi's 2 processes get a CPU each
+    config["resources"] = {"train": {"threads": 2}, "train_semi": {"threads": 2}}
+    for rule, count in GPUS_ASKED.items():
+        config["resources"].setdefault(rule, {})["gpu"] = count
     path = workdir / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
     start = datetime.now()
@@ -90,14 +98,22 @@ def test_tiny_pipeline_through_the_slurm_profile(tiny_run):
     assert len(jobs) >= 20 and (jobs.state == "COMPLETED").all(), jobs
     profile = yaml.safe_load((REPO / "configs/profiles/slurm/profile.yaml").read_text())
     partition_of = {rule: r["slurm_partition"] for rule, r in profile["set-resources"].items()}
-    rules = set()
-    for rule, partition in zip(jobs.comment, jobs.partition):
-        name = re.match(r"rule_([a-z_]+?)(_wildcards|$)", rule).group(1)
-        expected = partition_of.get(name, profile["default-resources"]["slurm_partition"])
-        assert partition == expected, (rule, partition)
-        rules.add(name)
+    for rule, partition in zip(jobs.rule, jobs.partition):
+        assert partition == partition_of.get(rule, profile["default-resources"]["slurm_partition"]), (rule, partition)
+    rules = set(jobs.rule)
     assert {partition_of[rule] for rule in rules if rule in partition_of} == {"gpu"}  # both partitions were used
     assert {"synthesize_dsec", "train_uda", "train_semi", "evaluate_summary"} <= rules
+    # with the GPUs it asked for: SLURM allocated them (--gpus) and the stage used those devices
+    for rule, tres in zip(jobs.rule, jobs.tres):
+        asked = GPUS_ASKED.get(rule, 0)
+        assert f"gres/gpu={asked}" in tres.split(",") if asked else "gres/gpu" not in tres, (rule, tres)
+    for rule, count in GPUS_ASKED.items():
+        logs = [log for log in [results / f"logs/{rule}.log", *results.glob(f"logs/{rule}/**/*.log")] if log.is_file()]
+        assert logs, f"no log of {rule}"
+        for log in logs:
+            devices = re.search(r"INFO GPUs (\S+) \(CUDA_VISIBLE_DEVICES\) of SLURM job \d+", log.read_text())
+            assert devices and len(devices.group(1).split(",")) == count, log
+    assert "data-parallel training on 2 GPUs" in (results / "logs/train_semi/seed0.log").read_text()
     # with the CPUs it asked for, bound to them
     seen = set()
     for log in [*results.glob("logs/**/*.log"), *(workdir / "data/synthetic/logs").glob("**/*.log")]:

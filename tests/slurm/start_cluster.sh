@@ -23,8 +23,10 @@
 #   EVSEG_SLURM_ACCOUNT     account created for root                                   [myaccount]
 #   EVSEG_SLURM_DB_PORT     TCP port of the private MariaDB (127.0.0.1 only)           [13306]
 #   EVSEG_SLURM_TIMEOUT     seconds to wait for each daemon                            [60]
+#   EVSEG_SLURM_GPUS        stand-in GPUs of the node (gres gpu; character devices like /dev/null, so
+#                           SLURM hands out and accounts for them, sets CUDA_VISIBLE_DEVICES; no CUDA) [2]
 #
-# /etc/slurm/slurm.conf and /etc/slurm/slurmdbd.conf are (over)written: Debian's binaries read them, and the
+# /etc/slurm/slurm.conf, gres.conf and slurmdbd.conf are (over)written: Debian's binaries read them, and the
 # snakemake SLURM plugin calls sbatch/squeue/sacct without our environment, so SLURM_CONF is no option.
 set -euo pipefail
 
@@ -34,8 +36,10 @@ CLUSTER=${EVSEG_SLURM_CLUSTER:-evseg}
 ACCOUNT=${EVSEG_SLURM_ACCOUNT:-myaccount}
 DB_PORT=${EVSEG_SLURM_DB_PORT:-13306}
 TIMEOUT=${EVSEG_SLURM_TIMEOUT:-60}
+GPUS=${EVSEG_SLURM_GPUS:-2}
 ETC=/etc/slurm
 SLURM_CONF_FILE=$ETC/slurm.conf
+GRES_CONF_FILE=$ETC/gres.conf
 DBD_CONF_FILE=$ETC/slurmdbd.conf
 MUNGE_KEY=/etc/munge/munge.key
 # The default socket: AuthInfo=socket=... in slurm.conf is not honoured by the accounting (slurmdbd)
@@ -65,6 +69,7 @@ die_log() { # MESSAGE LOGFILE...
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (starts slurmd, writes /etc/slurm, may apt-get install)"
 [[ $ACCOUNTING == 0 || $ACCOUNTING == 1 ]] || die "EVSEG_SLURM_ACCOUNTING must be 0 or 1, not '$ACCOUNTING'"
+[[ $GPUS =~ ^[1-9][0-9]?$ ]] || die "EVSEG_SLURM_GPUS must be a number of stand-in GPUs from 1 to 99, not '$GPUS'"
 
 # ---------------------------------------------------------------------------------------------------- install
 install_missing() {
@@ -259,7 +264,9 @@ AccountingStorageHost=localhost
 AccountingStoragePort=$DBD_PORT
 AccountingStorageEnforce=associations
 # keep sbatch --comment (the snakemake plugin writes rule_<name> there) for sacct -o Comment
-AccountingStoreFlags=job_comment"
+AccountingStoreFlags=job_comment
+# sacct -o AllocTRES then shows gres/gpu=N
+AccountingStorageTRES=gres/gpu"
     else
         acct_lines="AccountingStorageType=accounting_storage/none"
     fi
@@ -267,8 +274,19 @@ AccountingStoreFlags=job_comment"
     node=$(node_line)
     mkdir -p "$ETC"
     SLURM_CONF_CHANGED=0
+    # Stand-in GPUs: slurmd accepts only character or block devices as gres files, so they are made like
+    # /dev/null (1,3). SLURM allocates them per job and sets CUDA_VISIBLE_DEVICES; torch finds no CUDA.
+    mkdir -p "$DIR/dev"
+    local i
+    for ((i = 0; i < GPUS; i++)); do
+        [[ -c $DIR/dev/gpu$i ]] || mknod "$DIR/dev/gpu$i" c 1 3
+    done
+    write_if_changed "$GRES_CONF_FILE" 644 <<EOF && SLURM_CONF_CHANGED=1
+# Written by evseg tests/slurm/start_cluster.sh: $GPUS stand-in GPUs (character devices like /dev/null)
+NodeName=localhost Name=gpu File=$DIR/dev/gpu[0-$((GPUS - 1))]
+EOF
     write_if_changed "$SLURM_CONF_FILE" 644 <<EOF && SLURM_CONF_CHANGED=1
-# Written by evseg tests/slurm/start_cluster.sh (state in $DIR). Single node, no cgroups.
+# Written by evseg tests/slurm/start_cluster.sh (state in $DIR). Single node, no cgroups, stand-in GPUs.
 ClusterName=$CLUSTER
 SlurmctldHost=localhost(127.0.0.1)
 AuthType=auth/munge
@@ -305,7 +323,8 @@ JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 $acct_lines
-$node
+GresTypes=gpu
+$node Gres=gpu:$GPUS
 PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=localhost Default=NO MaxTime=INFINITE State=UP
 EOF
