@@ -1,4 +1,4 @@
-"""Which GPUs a local job uses.
+"""Which GPUs a job uses.
 
 ``snakemake --resources gpu=N`` keeps the GPUs that running jobs asked for (``resources.<rule>.gpu``) within
 N, but does not say which device each job gets: two jobs would both use device 0. So every job that asks for
@@ -12,11 +12,12 @@ job then sees its devices as cuda:0, cuda:1, ...
   the machine: two Snakemake runs on one workstation do not collide either.
 - A job that finds too few free devices waits (a run without ``--resources gpu=N`` is still correct, only
   its waiting jobs hold their cores) and gives up after ``EVSEG_GPU_WAIT_S`` seconds (default 3600).
-- Under SLURM (``SLURM_JOB_ID`` set) the devices to share are the allocation's (SLURM sets
-  ``CUDA_VISIBLE_DEVICES``), and the locks are the allocation's own (a subfolder ``slurm-<job id>``): with
-  device cgroups every job numbers its GPUs from 0, so two jobs on a node must not lock each other's "GPU 0".
-  A job of the slurm profile holds exactly the GPUs it asked for and claims them at once; Snakemake run
-  locally inside an allocation (``salloc``, ``srun --pty``) shares the allocation's GPUs among its jobs.
+- Under SLURM (``SLURM_JOB_ID`` set) the devices to share are only the allocation's, which SLURM puts in
+  ``CUDA_VISIBLE_DEVICES`` (``EVSEG_GPUS`` is ignored: sbatch exports the submitting shell's), and the locks
+  are the allocation's own (a subfolder ``slurm-<job id>``): with device cgroups every job numbers its GPUs
+  from 0, so two jobs on a node must not lock each other's "GPU 0". A job of the slurm profile holds exactly
+  the GPUs it asked for and claims them at once; Snakemake run with the local profile in a job step of an
+  allocation (``salloc --gpus=4`` then ``srun --pty bash``) shares the allocation's GPUs among its jobs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ log = logging.getLogger(__name__)
 
 
 def visible_devices() -> list[str]:
-    """The device ids that jobs of this machine share (see the module docstring)."""
+    """The device ids that jobs of this machine, or of this SLURM allocation, share (module docstring)."""
+    if os.environ.get("SLURM_JOB_ID"):
+        return [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     for name in ("EVSEG_GPUS", "CUDA_VISIBLE_DEVICES"):
         value = os.environ.get(name)
         if value is not None:
@@ -99,11 +102,15 @@ def assign_gpus(count: int) -> GpuClaim | None:
     slurm_job = os.environ.get("SLURM_JOB_ID")
     if slurm_job:
         lock_dir = lock_dir / f"slurm-{slurm_job}"
+        if "EVSEG_GPUS" in os.environ:
+            log.warning("EVSEG_GPUS=%s is ignored in SLURM job %s: its GPUs are SLURM's choice",
+                        os.environ["EVSEG_GPUS"], slurm_job)
         if count > len(devices):
             raise RuntimeError(
-                f"the job asks for {count} GPUs (resources.<rule>.gpu) but SLURM job {slurm_job} has "
-                f"{len(devices)}: CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}. The slurm profile "
-                "turns the rule's gpu into --gpus; a gres in its set-resources must ask for as many GPUs")
+                f"the job asks for {count} GPUs (resources.<rule>.gpu) but SLURM job {slurm_job} was given "
+                f"{len(devices)} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}). The slurm "
+                "profile asks for the rule's gpu as --gpus; under salloc, run Snakemake in a job step "
+                "(srun --pty bash), where SLURM sets CUDA_VISIBLE_DEVICES")
     held = claim(count, devices, lock_dir, float(os.environ.get("EVSEG_GPU_WAIT_S", 3600)))
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(held.devices)
     log.info("GPUs %s (CUDA_VISIBLE_DEVICES)%s", os.environ["CUDA_VISIBLE_DEVICES"],

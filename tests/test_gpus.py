@@ -83,8 +83,12 @@ def test_slurm_jobs_share_their_own_allocation(monkeypatch, tmp_path):
     monkeypatch.setenv("EVSEG_GPU_LOCKS", str(tmp_path))
     monkeypatch.setenv("EVSEG_GPU_WAIT_S", "0")
     monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # salloc's shell: not in a job step
+    with pytest.raises(RuntimeError, match=r"asks for 1 GPUs \(resources.<rule>.gpu\) but SLURM job 42 was given 0"):
+        gpus.assign_gpus(1)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    with pytest.raises(RuntimeError, match=r"asks for 2 GPUs \(resources.<rule>.gpu\) but SLURM job 42 has 1"):
+    monkeypatch.setenv("EVSEG_GPUS", "0,1,2,3")  # exported by sbatch from the submitting shell: not this job's
+    with pytest.raises(RuntimeError, match=r"asks for 2 GPUs \(resources.<rule>.gpu\) but SLURM job 42 was given 1"):
         gpus.assign_gpus(2)
     job_42 = gpus.assign_gpus(1)
     assert job_42.devices == ["0"] and (tmp_path / "slurm-42/gpu0.lock").exists()

@@ -381,7 +381,9 @@ start_slurmdbd() {
 
 start_slurmctld() {
     local pidf=$DIR/run/slurmctld.pid logf=$DIR/log/slurmctld.log
+    CTLD_WAS_DOWN=1
     if [[ -n $(alive_pid "$pidf" slurmctld) ]]; then
+        CTLD_WAS_DOWN=0
         ((SLURM_CONF_CHANGED)) || return 0
         log "slurm.conf changed: restarting slurmctld and slurmd"
         stop_pid "$DIR/run/slurmd.pid" slurmd
@@ -406,21 +408,26 @@ start_slurmd() {
     log "starting slurmd (log $logf)"
     STARTED_SLURM=1
     started_at=$SECONDS
+    local steps_alive=0 pid
+    for pid in $(pgrep -x slurmstepd || true); do running "$pid" && steps_alive=1; done
     setsid slurmd -N localhost </dev/null >>"$logf" 2>&1 || die_log "slurmd failed to start" "$logf"
     wait_for slurmd "$logf" "$pidf" slurmd slurmd_alive
-    cancel_stale_jobs
+    ((CTLD_WAS_DOWN && !steps_alive)) && cancel_stale_jobs
+    return 0
 }
 
-# With slurmd down, no job can be running, but after a reboot or a kill the controller's saved state still holds
-# the jobs of its previous life: 'running' ones keep the node allocated and pending ones would start, so that a
-# new job waits behind them (the smoke job's srun timed out so).
+# After a reboot or a kill of the whole cluster, slurmctld restores the jobs of its previous life from its saved
+# state, though none of them can run (no slurmstepd is alive): 'running' ones keep the node allocated and pending
+# ones would start, so a new job waits behind them (the smoke job's srun timed out so). Only then are they
+# cancelled: after a restart for a changed slurm.conf, running jobs live on in their slurmstepd.
 cancel_stale_jobs() {
     local jobs
-    jobs=$(squeue -h -o %i | tr '\n' ' ')
+    jobs=$(squeue -h -o %i) || die_log "squeue failed" "$DIR/log/slurmctld.log"
+    jobs=$(tr '\n' ' ' <<<"$jobs")
     [[ -n ${jobs// /} ]] || return 0
-    log "cancelling jobs left from before slurmd was down: $jobs"
+    log "cancelling the jobs of the cluster's previous life (no slurmstepd is alive to run them): $jobs"
     # shellcheck disable=SC2086 # one argument per job id
-    scancel $jobs
+    scancel $jobs || die_log "scancel $jobs failed" "$DIR/log/slurmctld.log"
 }
 
 wait_node_ready() {
@@ -448,7 +455,12 @@ wait_node_ready() {
 # After a (re)start, one tiny job end to end (munge credential, slurmstepd, CPU binding): slurmctld's first
 # scheduling pass comes ~2-3 s after it starts, so this also makes the next job start at once.
 smoke_job() {
-    local out
+    local out queued
+    queued=$(squeue -h -o %i | wc -l) || die_log "squeue failed" "$DIR/log/slurmctld.log"
+    if ((queued)); then # it would wait behind them (after a restart for a changed slurm.conf)
+        log "no test job: $queued job(s) already queued or running"
+        return 0
+    fi
     out=$(timeout 60 srun -p cpu -J evseg-smoke -N1 -n1 -c1 -t 1 \
         python3 -c 'import os; print(len(os.sched_getaffinity(0)))' 2>&1) ||
         die_log "a test job (srun -p cpu -c1 ...) failed: $out" "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log"
