@@ -58,7 +58,7 @@ def test_too_many_gpus_asked_for(tmp_path):
         gpus.claim(2, ["0"], tmp_path, wait_s=0)
 
 
-def test_device_list_and_slurm(monkeypatch, tmp_path):
+def test_device_list(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     monkeypatch.delenv("EVSEG_GPUS", raising=False)
     assert gpus.visible_devices() == ["2", "3"]  # a user's restriction is respected

@@ -108,7 +108,8 @@ def test_tiny_pipeline_through_the_slurm_profile(tiny_run):
     # with the GPUs it asked for: SLURM allocated them (--gpus) and the stage used those devices
     for rule, tres in zip(jobs.rule, jobs.tres):
         asked = GPUS_ASKED.get(rule, 0)
-        assert f"gres/gpu={asked}" in tres.split(",") if asked else "gres/gpu" not in tres, (rule, tres)
+        allocated = re.search(r"gres/gpu=(\d+)", tres)
+        assert (int(allocated.group(1)) if allocated else 0) == asked, (rule, tres)
     for rule, count in GPUS_ASKED.items():
         logs = [log for log in [results / f"logs/{rule}.log", *results.glob(f"logs/{rule}/**/*.log")] if log.is_file()]
         assert logs, f"no log of {rule}"
