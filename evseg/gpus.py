@@ -34,14 +34,18 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def _device_ids(value: str) -> list[str]:
+    return [d.strip() for d in value.split(",") if d.strip()]
+
+
 def visible_devices() -> list[str]:
     """The device ids that jobs of this machine, or of this SLURM allocation, share (module docstring)."""
     if os.environ.get("SLURM_JOB_ID"):
-        return [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        return _device_ids(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     for name in ("EVSEG_GPUS", "CUDA_VISIBLE_DEVICES"):
         value = os.environ.get(name)
         if value is not None:
-            return [d.strip() for d in value.split(",") if d.strip()]
+            return _device_ids(value)
     if shutil.which("nvidia-smi") is None:
         return []
     listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False).stdout

@@ -10,10 +10,10 @@
 # Must run as root (slurmd, /etc/slurm, apt-get).
 #
 # The cluster: one node "localhost" (127.0.0.1) with the CPUs `slurmd -C` reports, two partitions on it,
-# `cpu` (Default=YES) and `gpu` (no real GPUs, no gres), CPU binding by task/affinity (a job with
-# --cpus-per-task=N sees N CPUs in os.sched_getaffinity), select/cons_tres + CR_Core so 1-CPU jobs run side
-# by side, and real accounting (slurmdbd + a private MariaDB) so that sacct/sacctmgr work: cluster
-# $EVSEG_SLURM_CLUSTER, account $EVSEG_SLURM_ACCOUNT with user root in it.
+# `cpu` (Default=YES) and `gpu`, $EVSEG_SLURM_GPUS stand-in GPUs (gres without CUDA), CPU binding by
+# task/affinity (a job with --cpus-per-task=N sees N CPUs in os.sched_getaffinity), select/cons_tres + CR_Core
+# so 1-CPU jobs run side by side, and real accounting (slurmdbd + a private MariaDB) so that sacct/sacctmgr
+# work: cluster $EVSEG_SLURM_CLUSTER, account $EVSEG_SLURM_ACCOUNT with user root in it.
 #
 # Environment:
 #   EVSEG_SLURM_DIR         all state: spool dirs, logs, pid files, the MariaDB data   [/tmp/evseg-slurm]
