@@ -3,6 +3,7 @@ pseudo-label quality after each refinement step. Each function reads the CSVs th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -53,17 +54,29 @@ def per_class_iou(per_class: dict[str, list[str | Path]], path: str | Path) -> N
     plt.close(fig)
 
 
-def pseudo_label_quality(summary: str | Path, path: str | Path) -> None:
-    """Bars of mIoU, pixel accuracy and labelled share of the training pseudo-labels after each step."""
+def pseudo_label_quality(summary: str | Path, path: str | Path, scc_quality: str | Path | None = None) -> None:
+    """Bars of mIoU, pixel accuracy and labelled share of the training pseudo-labels after each step; with SCC's
+    quality.json beside them, the pixels of each class that SCC kept, relabelled and dropped."""
     table = pd.read_csv(summary)
     steps = table[table["labelled_share"].notna()].set_index("model")
     if steps.empty:
         raise ValueError(f"{summary} has no pseudo-label rows (labelled_share): the run has no refinement")
+    fig, axes = plt.subplots(1, 2 if scc_quality else 1, figsize=(14 if scc_quality else 7, 3.8), squeeze=False)
     values = steps[["miou", "pixel_accuracy", "labelled_share"]] * 100
-    ax = values.plot.bar(figsize=(7, 3.6), rot=0, color=["C0", "C1", "C2"])
+    ax = values.plot.bar(ax=axes[0, 0], rot=0, color=["C0", "C1", "C2"])
     ax.set(ylabel="%", xlabel="", ylim=(0, 100), title="training pseudo-labels on their labelled pixels")
     ax.legend(["mIoU", "pixel accuracy", "labelled share"])
     ax.grid(axis="y", alpha=0.3)
-    ax.figure.tight_layout()
-    ax.figure.savefig(path, dpi=100)
-    plt.close(ax.figure)
+    if scc_quality:
+        per_class = pd.DataFrame(json.loads(Path(scc_quality).read_text())["per_class"]).T
+        outcomes = ["kept", "relabelled", "dropped"]
+        pixels = per_class[[f"pixels_{k}" for k in outcomes]].set_axis(outcomes, axis=1) / 1000
+        ax = pixels.plot.bar(ax=axes[0, 1], stacked=True, rot=30, color=["C2", "C1", "C3"])
+        regions = per_class[[f"regions_{k}" for k in outcomes]]
+        for i, counts in enumerate(regions.itertuples(index=False)):
+            ax.annotate("/".join(map(str, counts)), (i, pixels.iloc[i].sum()), ha="center", va="bottom", fontsize=7)
+        ax.set(ylabel="thousand pixels", xlabel="", title="SCC per PSA class (regions kept/relabelled/dropped)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -102,7 +102,32 @@ def check_config():
             "grid's channels cannot be mixed with RGB"
         )
     refines = "semi" in config["evaluate"]["models"]  # the SeCo stages run only for train_semi
-    if refines and config["psa"]["backend"] == "sam" and not config["psa"]["sam"]["checkpoint"]:
+    sam = config["psa"]["sam"]
+    uses_sam = refines and config["psa"]["backend"] == "sam"
+    if uses_sam and sam["train"]["enabled"] and sam["checkpoint"]:
+        raise ValueError(
+            "config: psa.sam.train.enabled trains the SAM that psa loads, so psa.sam.checkpoint must be "
+            f"empty (not {sam['checkpoint']!r}); disable psa.sam.train to load a checkpoint instead"
+        )
+    if uses_sam and sam["train"]["enabled"] and not recon["train"]["enabled"]:
+        raise ValueError(
+            "config: psa.sam.train.enabled trains a SAM on the reconstructions of the simulated drives, "
+            "which only exist with reconstruct.train.enabled true (the synthetic benchmark); on real data "
+            "use the official sam_vit_h_4b8939.pth through psa.sam.checkpoint"
+        )
+    if uses_sam and not sam["train"]["enabled"] and sam["variant"] == "vit_demo":
+        raise ValueError(
+            "config: psa.sam.variant 'vit_demo' is the demo's small SAM, which only the train_sam "
+            "step makes; set psa.sam.train.enabled true, or use an official variant (vit_b, vit_l, "
+            "vit_h) with its file"
+        )
+    if config["scc"]["pretrain"]["enabled"] and config["scc"]["pretrained"]:
+        raise ValueError(
+            "config: scc.pretrain.enabled trains the region classifier's initial weights on the source "
+            f"regions, and scc.pretrained ({config['scc']['pretrained']!r}) loads them from a file: "
+            "set one of them (the released code: an ImageNet file in scc.pretrained)"
+        )
+    if uses_sam and not sam["checkpoint"] and not sam["train"]["enabled"]:
         raise ValueError(
             "config: psa.backend is 'sam' but psa.sam.checkpoint is empty. Download "
             "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth (or the vit_b/vit_l "
@@ -126,7 +151,7 @@ check_config()
 
 
 wildcard_constraints:
-    split="train|test",
+    split="train|test|simulated",
     seq="[A-Za-z0-9_]+",
     model="uda|source_only|semi",
     seed="[0-9]+",
@@ -162,6 +187,8 @@ def resources_of(rule_name):
 
 
 TRAINED_RECONSTRUCTION = f"{RESULTS}/train_reconstruction/e2vid.pth.tar"
+TRAINED_SAM = f"{RESULTS}/train_sam/sam_{config['psa']['sam']['variant']}.pth"
+TRAINED_REGION_CLASSIFIER = f"{RESULTS}/train_region_classifier/{config['scc']['backbone']}.pth"
 
 
 def simulated_drives():
@@ -182,9 +209,21 @@ def reconstruct_inputs(wildcards):
     return _with_checkpoint({"sequences": f"{DSEC_ROOT}/{wildcards.split}/{wildcards.seq}"})
 
 
+def reconstructed_splits():
+    """The splits that are reconstructed (train, test), and the simulated drives when a SAM is trained
+    on their reconstructions (psa.sam.train)."""
+    return SPLITS + (("simulated",) if config["psa"]["sam"]["train"]["enabled"] else ())
+
+
+def sequences_of(split):
+    if split == "simulated":
+        return [os.path.basename(drive) for drive in simulated_drives()]
+    return config["dsec"]["sequences"][split]
+
+
 def reconstruct_inputs_of_split(split):
     """Inputs of the batched job of one split (all its sequences), as an input function."""
-    sequences = [f"{DSEC_ROOT}/{split}/{seq}" for seq in config["dsec"]["sequences"][split]]
+    sequences = [f"{DSEC_ROOT}/{split}/{seq}" for seq in sequences_of(split)]
     return lambda wildcards: _with_checkpoint({"sequences": sequences})
 
 
@@ -251,6 +290,13 @@ def summary_inputs(wildcards):
     return inputs
 
 
+def refinement_quality_inputs():
+    """SCC's quality.json (its per-class outcomes) for the report, when the refinement runs."""
+    if "semi" in config["evaluate"]["models"]:
+        return {"scc": f"{RESULTS}/scc/quality.json"}
+    return {}
+
+
 def report_figure_outputs():
     """The report's figures: training curves and per-class IoU, and the pseudo-label quality with refinement."""
     figures = {
@@ -283,7 +329,8 @@ def psa_inputs(wildcards):
         ],
     }
     if config["psa"]["backend"] == "sam":
-        inputs["checkpoint"] = config["psa"]["sam"]["checkpoint"]
+        sam = config["psa"]["sam"]
+        inputs["checkpoint"] = TRAINED_SAM if sam["train"]["enabled"] else sam["checkpoint"]
     return inputs
 
 
@@ -295,7 +342,9 @@ def scc_inputs(wildcards):
         "psa": [f"{RESULTS}/psa/train/{seq}" for seq in train],
         "pseudo_labels": [f"{RESULTS}/pseudo_label/train/{seq}" for seq in train],
     }
-    if config["scc"]["pretrained"]:
+    if config["scc"]["pretrain"]["enabled"]:
+        inputs["pretrained"] = TRAINED_REGION_CLASSIFIER
+    elif config["scc"]["pretrained"]:
         inputs["pretrained"] = config["scc"]["pretrained"]
     return inputs
 
@@ -311,7 +360,19 @@ def semi_inputs(wildcards):
     }
     if config["train"]["input"]["target"] == "reconstruction":
         inputs["reconstructions"] = reconstruction_folders("train")
+    if config["semi"]["source_weight"] > 0:
+        inputs["cityscapes"] = CITYSCAPES_ROOT
     return inputs
+
+
+def semi_source_params():
+    """The source settings train_semi reads, only when it trains on source crops (else no rerun on their edits)."""
+    if config["semi"]["source_weight"] > 0:
+        return {
+            "classes": config["cityscapes"]["classes"],
+            "resize": config["train"]["source_resize"],
+        }
+    return {}
 
 
 def checkpoint_paths():

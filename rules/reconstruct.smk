@@ -59,7 +59,7 @@ if not config["reconstruct"]["batch_sequences"]:
 
 else:
 
-    for split in SPLITS:
+    for split in reconstructed_splits():
 
         rule:
             name:
@@ -69,16 +69,10 @@ else:
             output:
                 frames=[
                     directory(f"{RESULTS}/reconstruct/{split}/{seq}")
-                    for seq in config["dsec"]["sequences"][split]
+                    for seq in sequences_of(split)
                 ],
-                pictures=[
-                    f"{RESULTS}/reconstruct/{split}/{seq}.png"
-                    for seq in config["dsec"]["sequences"][split]
-                ],
-                stats=[
-                    f"{RESULTS}/reconstruct/{split}/{seq}.json"
-                    for seq in config["dsec"]["sequences"][split]
-                ],
+                pictures=[f"{RESULTS}/reconstruct/{split}/{seq}.png" for seq in sequences_of(split)],
+                stats=[f"{RESULTS}/reconstruct/{split}/{seq}.json" for seq in sequences_of(split)],
             log:
                 f"{RESULTS}/logs/reconstruct/{split}.log",
             benchmark:

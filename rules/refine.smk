@@ -1,5 +1,44 @@
 # SeCo pseudo-label refinement: pixel semantic aggregation (psa) over SAM masks or superpixels, then
-# semantic connectivity correction (scc) with a region classifier.
+# semantic connectivity correction (scc) with a region classifier. Offline, the SAM can first be trained on
+# the reconstructions of the simulated drives (train_sam), as the demo's E2VID is (train_reconstruction).
+
+
+if config["psa"]["sam"]["train"]["enabled"]:
+
+    rule train_sam:
+        input:
+            drives=simulated_drives(),
+            reconstructions=[
+                f"{RESULTS}/reconstruct/simulated/{seq}" for seq in sequences_of("simulated")
+            ],
+        output:
+            checkpoint=TRAINED_SAM,
+            losses=f"{RESULTS}/train_sam/losses.csv",
+            pictures=report(
+                f"{RESULTS}/train_sam/pictures.png",
+                caption="../report/train_sam.rst",
+                category="Pseudo-labels",
+            ),
+        log:
+            f"{RESULTS}/logs/train_sam.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train_sam.tsv"
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("train_sam")["threads"]
+        resources:
+            mem_mb=resources_of("train_sam")["mem_mb"],
+            runtime=resources_of("train_sam")["runtime"],
+            gpu=resources_of("train_sam")["gpu"],
+        params:
+            dsec=DSEC_PARAMS,
+            input=config["train"]["input"],
+            train=config["psa"]["sam"]["train"],
+            variant=config["psa"]["sam"]["variant"],
+            device=config["psa"]["sam"]["device"],
+            amg=config["psa"]["sam"]["amg"],
+        script:
+            "../stages/train_sam.py"
 
 
 rule psa:
@@ -32,6 +71,33 @@ rule psa:
         input=config["train"]["input"],
     script:
         "../stages/psa.py"
+
+
+if config["scc"]["pretrain"]["enabled"]:
+
+    rule train_region_classifier:
+        input:
+            cityscapes=CITYSCAPES_ROOT,
+        output:
+            weights=TRAINED_REGION_CLASSIFIER,
+            losses=f"{RESULTS}/train_region_classifier/losses.csv",
+        log:
+            f"{RESULTS}/logs/train_region_classifier.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/train_region_classifier.tsv"
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("train_region_classifier")["threads"]
+        resources:
+            mem_mb=resources_of("train_region_classifier")["mem_mb"],
+            runtime=resources_of("train_region_classifier")["runtime"],
+            gpu=resources_of("train_region_classifier")["gpu"],
+        params:
+            dsec=config_subset("dsec", "sensor_size", "num_classes"),
+            cityscapes=config["cityscapes"],
+            scc=config_subset("scc", "backbone", "stem_module", "window", "device", "pretrain"),
+        script:
+            "../stages/train_region_classifier.py"
 
 
 rule scc:

@@ -4,6 +4,7 @@
 
 rule report_figures:
     input:
+        **refinement_quality_inputs(),
         metrics=[
             f"{RESULTS}/train/{model}/seed{seed}/metrics.csv"
             for model in config["evaluate"]["models"]

@@ -48,5 +48,6 @@ rule train_semi:
         loop=config_subset("train", "checkpoint_every", "log_every", "num_workers", "device"),
         seed=lambda wildcards: int(wildcards.seed),
         dsec=DSEC_PARAMS,
+        source=semi_source_params(),
     script:
         "../stages/train_semi.py"

@@ -20,7 +20,7 @@ def main(input, output, params, threads):
     training_curves(metrics, output.curves)
     per_class_iou(by_model(as_list(input.per_class)), output.per_class)
     if hasattr(output, "pseudo_labels"):
-        pseudo_label_quality(input.summary, output.pseudo_labels)
+        pseudo_label_quality(input.summary, output.pseudo_labels, input.scc)
 
 
 run_stage(main, globals())

@@ -20,9 +20,10 @@ from evseg.adapt.data import InputSpec, TargetSamples
 from evseg.data.classes import NUM_CLASSES_TO_SET
 from evseg.recon.methods import pick_device
 from evseg.refine.labels import RefinementQuality, read_label
-from evseg.refine.noise import code_rule, paper_rule
-from evseg.refine.region_classifier import ClassifierTraining, MaskedStemClassifier, score_regions, train_classifier
-from evseg.refine.regions import connected_regions, paint_regions, region_window
+from evseg.refine.noise import code_rule, paper_rule, region_outcomes
+from evseg.refine.region_classifier import (ClassifierTraining, MaskedStemClassifier, recompute_batch_norm,
+                                           score_regions, train_classifier)
+from evseg.refine.regions import paint_regions, region_samples
 from evseg.stage import as_list, run_stage
 from evseg.viz import gray, panel, save_rgb
 
@@ -46,11 +47,9 @@ def main(input, output, params, threads):
         label = read_label(psa[name] / f"{index:06d}.png", samples.label_size)
         image = samples.reconstruction(i)
         labels.append(label)
-        for region in connected_regions(label, sample=i):
-            crop, mask = region_window(image, region, window)
-            regions.append(region)
-            windows.append(crop)
-            window_masks.append(mask)
+        found = region_samples(image, label, window, sample=i)
+        for collected, new in zip((regions, windows, window_masks), found):
+            collected.extend(new)
     if len(regions) < 2:
         raise ValueError(f"the PSA labels in {sorted(map(str, psa.values()))} hold {len(regions)} labelled "
                          "region(s); SCC needs at least 2 to separate clean from noisy ones (check psa/quality.json)")
@@ -59,11 +58,14 @@ def main(input, output, params, threads):
 
     device = pick_device(cfg["device"])
     torch.manual_seed(cfg["training"]["seed"])
+    pretrained = getattr(input, "pretrained", None)  # scc.pretrained, or train_region_classifier's weights
     model = MaskedStemClassifier(cfg["backbone"], dsec["num_classes"], in_chans=1, stem_module=cfg["stem_module"],
-                                 pretrained_file=cfg["pretrained"] or None).to(device)
+                                 pretrained_file=pretrained).to(device)
     images, masks = np.stack(windows), np.stack(window_masks)
     train_losses = train_classifier(model, images, masks, region_labels, ClassifierTraining(**cfg["training"]),
                                     device=device)
+    if cfg["precise_bn"]:
+        recompute_batch_norm(model, images, masks)
     losses, probabilities = score_regions(model, images, masks, region_labels, device=device)
     if cfg["rule"] == "paper":
         new_labels, eta = paper_rule(losses, probabilities, region_labels, cfg["noise_threshold"],
@@ -87,8 +89,9 @@ def main(input, output, params, threads):
             rows.append([gray(samples.reconstruction(i)),
                          *(class_set.colorize(x) for x in (pixel_label, label, refined, truth))])
 
+    pixels = [int(r.crop.sum()) for r in regions]
     pd.DataFrame({"sample_id": [samples.ids[r.sample] for r in regions], "class": region_labels,
-                  "pixels": [int(r.crop.sum()) for r in regions], "loss": losses.round(5),
+                  "pixels": pixels, "loss": losses.round(5),
                   "prediction": probabilities.argmax(1), "confidence": probabilities.max(1).round(5),
                   "eta": np.round(eta, 5), "new_label": new_labels}).to_csv(output.regions, index=False)
     quality = {"rule": cfg["rule"], "backbone": cfg["backbone"], "samples": len(samples), "regions": len(regions),
@@ -96,7 +99,8 @@ def main(input, output, params, threads):
                "relabelled": int(((new_labels >= 0) & (new_labels != region_labels)).sum()),
                "dropped": int((new_labels < 0).sum()),
                "classifier_loss_first_last": [float(np.mean(train_losses[:10])), float(np.mean(train_losses[-10:]))],
-               **tracker.summary()}
+               **tracker.summary(),
+               "per_class": region_outcomes(region_labels, new_labels, pixels, class_set.names)}
     Path(output.quality).write_text(json.dumps(quality, indent=2))
     save_rgb(output.pictures, panel(rows, ["reconstruction", "pixel pseudo-label", "PSA", "SCC", "ground truth"]))
     logging.info("SCC: %d regions kept, %d relabelled, %d dropped; mIoU %.1f -> %.1f on the labelled pixels",

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from evseg import distributed
-from evseg.adapt.data import TargetSamples, read_ids
+from evseg.adapt.data import SourceImages, TargetSamples, read_ids
 from evseg.adapt.inference import load_model_file, save_model_file
 from evseg.adapt.optim import build_optimizer
 from evseg.adapt.trainer import METRICS, run_steps, to_training_device
@@ -45,8 +45,11 @@ def main(input, output, params, threads):
     classes = NUM_CLASSES_TO_SET[meta["num_classes"]]
     copy_paste = CopyPaste(lambda i: target.input(target.index[i]), labels, classes, cfg["crop_size"],
                            cfg["copy_paste"]) if cfg["copy_paste"]["p"] > 0 else None
+    source = None
+    if cfg["source_weight"] > 0:
+        source = SourceImages(input.cityscapes, params.source["classes"], params.source["resize"], spec)
     batches = SemiBatches(target, labels, unlabeled, cfg["seed"], cfg["batch_size"], cfg["crop_size"],
-                          cfg["scale_range"], views, cfg["strong_aug"]["cutmix_p"], copy_paste)
+                          cfg["scale_range"], views, cfg["strong_aug"]["cutmix_p"], copy_paste, source)
 
     device = pick_device(cfg["device"])
     logging.info("UniMatch from the %s of %s on %s: %d labelled, %d unlabelled samples", cfg["init_from"],

@@ -70,6 +70,7 @@ def download_config(path, url, **download):
         dsec={**config["dsec"], "root": "data/dsec", "sequences": {s: [q] for s, q in SEQUENCES.items()}},
         cityscapes={**config["cityscapes"], "root": "data/cityscapes"},
         reconstruct={**config["reconstruct"], "method": "e2vid", "checkpoint": E2VID, "train": {"enabled": False}},
+        psa={"backend": "superpixels", "pictures": 2},  # no simulated drives to train a SAM on, no SAM file
         model={**config["model"], "pretrained": "data/weights/mit_b5.pth"},
         download={"enabled": True, "backoff_s": 0.01, "dsec_images": True, **download,
                   "mirrors": {"https://download.ifi.uzh.ch/rpg/DSEC": url + "/dsec",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from evseg.adapt.augment import gaussian_blur
-from evseg.adapt.data import InputSpec, TargetSamples
+from evseg.adapt.data import InputSpec, SourceImages, TargetSamples
 from evseg.adapt.optim import build_optimizer
 from evseg.adapt.trainer import CHECKPOINT, METRICS, run_steps
 from evseg.data.classes import IGNORE
@@ -21,6 +21,7 @@ from evseg.semi.data import SemiBatches, read_refined_labels, rescale
 from evseg.semi.unimatch import (UniMatchStep, cutmix_targets, ohem_cross_entropy, perturbed_forward, unimatch_loss,
                                  unlabelled_loss)
 from evseg.semi.views import StrongViews, cutmix_box
+from evseg.synth.cityscapes import write_cityscapes_split
 from tests.conftest import make_dsec_sequence
 
 DSEC = {"num_classes": 11, "label_layout": "raw", "sensor_size": [40, 48], "label_height": 36,
@@ -31,7 +32,7 @@ INPUT = {"target": "event_tensor", "event_channels": [0, 4], "sum_event_channels
 AUG = {"jitter_p": 0.8, "brightness": 0.5, "contrast": 0.5, "saturation": 0.5, "hue": 0.25, "grayscale_p": 0.2,
        "blur_p": 0.5, "blur_sigma": [0.1, 2.0], "cutmix_p": 0.5}
 SEMI = {"seed": 0, "max_iters": 4, "batch_size": 2, "crop_size": [32, 32], "scale_range": [0.5, 2.0],
-        "confidence_threshold": 0.5, "feature_dropout": 0.5, "ohem": {"enabled": True, "threshold": 0.7,
+        "source_weight": 0.0, "confidence_threshold": 0.5, "feature_dropout": 0.5, "ohem": {"enabled": True, "threshold": 0.7,
                                                                        "min_kept": 500},
         "strong_aug": AUG, "checkpoint_every": 2, "log_every": 1, "num_workers": 0, "device": "cpu",
         "optimizer": {"name": "sgd", "lr": 0.005, "momentum": 0.9, "weight_decay": 1e-4, "head_lr_mult": 1.0,
@@ -187,11 +188,18 @@ def refined_labels(target):
             for i in (0, 2, 4)}
 
 
-def batches(target, seed=0, **changes):
+def batches(target, seed=0, source=None, **changes):
     cfg = {**SEMI, **changes}
     views = StrongViews.from_config(cfg["strong_aug"], images=False)
     return SemiBatches(target, refined_labels(target), [target.ids[i] for i in (1, 3, 5)], seed, cfg["batch_size"],
-                       cfg["crop_size"], cfg["scale_range"], views, cfg["strong_aug"]["cutmix_p"])
+                       cfg["crop_size"], cfg["scale_range"], views, cfg["strong_aug"]["cutmix_p"], source=source)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("semi_source")
+    write_cityscapes_split(root / "cityscapes", "train", 3, (64, 32), seed=1)
+    return SourceImages(root / "cityscapes", "ess11", (64, 32), InputSpec.from_config(INPUT))
 
 
 def test_rescale_sets_the_long_side_in_range():
@@ -284,6 +292,45 @@ def test_step_logs_the_composed_loss_and_all_pixels_can_be_ignored(target):
     assert unreachable["loss_strong1"] == 0 and unreachable["loss_feature_perturbation"] == 0
     assert unreachable["confident_share"] == 0
     assert unreachable["loss"].item() == pytest.approx(unreachable["loss_labeled"].item() / 2, rel=1e-6)
+
+
+def test_source_crops_come_last_and_leave_the_target_draws_unchanged(target, source):
+    plain, with_source = batches(target)[2], batches(target, source=source)[2]
+    assert set(with_source) == set(plain) | {"source", "source_label"}
+    for key in plain:
+        assert torch.equal(plain[key], with_source[key]), key
+    assert with_source["source"].shape == (2, 1, 32, 32) and with_source["source_label"].dtype == torch.int64
+    # each crop is a window of one of the source images, with its label at the same place
+    for b in range(2):
+        x, label = with_source["source"][b, 0].numpy(), with_source["source_label"][b].numpy()
+        found = False
+        for i in range(len(source)):
+            image, full = source.get(i)
+            image = source.spec.image(image)[0]
+            for flip in (False, True):
+                img, lab = (image[:, ::-1], full[:, ::-1]) if flip else (image, full)
+                for top in range(img.shape[0] - 31):
+                    for left in range(img.shape[1] - 31):
+                        if (np.allclose(img[top:top + 32, left:left + 32], x)
+                                and np.array_equal(lab[top:top + 32, left:left + 32], label)):
+                            found = True
+        assert found
+
+
+def test_step_adds_the_weighted_source_cross_entropy(target, source):
+    batch = batches(target, source=source)[0]
+    model = tiny_model().eval()  # no drop path, running statistics: the source forward can be repeated
+    logs = UniMatchStep(model, {**SEMI, "source_weight": 0.5}, torch.device("cpu"))(0, batch)
+    expected = unimatch_loss(logs["loss_labeled"], logs["loss_strong1"], logs["loss_strong2"],
+                             logs["loss_feature_perturbation"]) + 0.5 * logs["loss_source"]
+    assert logs["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    # the source term is the mean cross-entropy over all source pixels, computed here by hand
+    with torch.no_grad():
+        logits = torch.nn.functional.interpolate(model(batch["source"]), size=(32, 32), mode="bilinear",
+                                                 align_corners=False)
+        by_hand = torch.nn.functional.cross_entropy(logits, batch["source_label"], ignore_index=IGNORE,
+                                                    reduction="none").mean()
+    assert logs["loss_source"].item() == pytest.approx(by_hand.item(), rel=1e-4)
 
 
 def train_semi(target, state_dir, stop_after=None):

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from evseg.data.classes import ESS_11
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
@@ -130,7 +132,7 @@ def test_tiny_end_to_end(tmp_path):
         assert metrics["pixel_accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
     summary = pd.read_csv(results / "evaluate/summary.csv")
     assert list(summary.model) == ["source_only", "uda", "semi", "pseudo_labels (train)",
-                                   "psa superpixels (train)", "scc paper rule (train)"]
+                                   "psa sam (train)", "scc paper rule (train)"]
     assert "data-parallel training: 2 processes" in (results / "logs/train_semi/seed0.log").read_text()
     semi = pd.read_csv(results / "train/semi/seed0/metrics.csv")
     assert {"loss_labeled", "loss_strong1", "loss_strong2", "loss_feature_perturbation"} <= set(semi.columns)
@@ -141,6 +143,12 @@ def test_tiny_end_to_end(tmp_path):
     labeled, unlabeled = ((results / f"split/{name}.txt").read_text().split() for name in ("labeled", "unlabeled"))
     assert len(labeled) == 3 and len(unlabeled) == 2  # half of 5, rounded up
     assert sorted(labeled + unlabeled) == [f"synth_00_a/{i:06d}" for i in (6, 8, 10, 12, 14)]
+    # the SAM trained on the simulated drive's reconstructions, loaded by psa like an official file
+    assert len(pd.read_csv(results / "train_sam/losses.csv")) == 2
+    assert "frames of 1 simulated drives" in (results / "logs/train_sam.log").read_text()
+    assert len(pd.read_csv(results / "train_region_classifier/losses.csv")) == 2
+    assert set(scc["per_class"]) <= set(ESS_11.names) and sum(
+        c[f"regions_{k}"] for c in scc["per_class"].values() for k in ("kept", "relabelled", "dropped")) == len(regions)
     psa = json.loads((results / "psa/quality.json").read_text())
     assert psa["samples"] == 5 and len(list((results / "psa/train/synth_00_a").glob("*.png"))) == 5
     assert (results / "psa/pictures.png").stat().st_size > 1000
@@ -154,8 +162,12 @@ def test_tiny_end_to_end(tmp_path):
     for edit, expected in [
         (("samples_per_sequence: 2", "samples_per_sequence: 1"), {"inspect_sequence": 2, "inspect_summary": 1, "all": 1}),
         (("start_iter: 1", "start_iter: 2"), {"train_uda": 1, **after_training, "evaluate": 2}),  # uda and semi
-        (("  backend: superpixels\n  pictures: 2", "  backend: superpixels\n  pictures: 1"),
+        (("  unassigned: keep\n  pictures: 2", "  unassigned: keep\n  pictures: 1"),
          {**after_training, "pseudo_label": 0, "evaluate": 1}),
+        (("prompts_per_image: 2", "prompts_per_image: 3"),  # a new SAM: psa and what follows
+         {**after_training, "train_sam": 1, "pseudo_label": 0, "evaluate": 1}),
+        (("pretrain: {enabled: true, iterations: 2", "pretrain: {enabled: true, iterations: 3"),
+         {**after_training, "train_region_classifier": 1, "pseudo_label": 0, "psa": 0, "evaluate": 1}),
         (("panels: 2", "panels: 1"), {"evaluate": 3, "evaluate_summary": 1, "report_figures": 1, "all": 1}),
         (("confidence_threshold: 0.5", "confidence_threshold: 0.6"),
          {"train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "report_figures": 1, "all": 1}),
@@ -168,8 +180,8 @@ def test_tiny_end_to_end(tmp_path):
     forced = jobs_of(snakemake(tmp_path, "-n", "-R", "scc", "--cores", "1", "--configfile", str(config)).stdout)
     assert forced == {"scc": 1, "split": 1, "train_semi": 1, "evaluate": 1, "evaluate_summary": 1, "report_figures": 1,
                       "all": 1}
-    changed.write_text(config.read_text().replace("  backend: superpixels\n  pictures: 2",
-                                                  "  backend: superpixels\n  pictures: 1"))
+    changed.write_text(config.read_text().replace("  unassigned: keep\n  pictures: 2",
+                                                  "  unassigned: keep\n  pictures: 1"))
     until = jobs_of(snakemake(tmp_path, "-n", "--until", "split", "--cores", "1", "--configfile", str(changed)).stdout)
     assert until == {"psa": 1, "scc": 1, "split": 1}
     # the HTML report: self-contained (offline), every flagged figure embedded, captions filled in
@@ -177,7 +189,7 @@ def test_tiny_end_to_end(tmp_path):
         assert (results / f"report/{name}.png").stat().st_size > 5000
     snakemake(tmp_path, "--report", "results/tiny/report.html", "--configfile", str(config))
     html = (results / "report.html").read_text()
-    assert html.count("iVBORw0KGgo") == 3 + 3 + 2 + 3  # confusion and panels of 3 models, PSA, SCC, 3 figures
+    assert html.count("iVBORw0KGgo") == 3 + 3 + 3 + 3  # confusion and panels of 3 models, SAM, PSA, SCC, 3 figures
     assert "Confusion matrix of model semi, seed 0" in html and "Training losses of every trained model" in html
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=.https?://", html)
     shutil.rmtree(tmp_path / "data")
@@ -200,6 +212,28 @@ def test_reconstruction_training_config_is_checked(tmp_path, reconstruct, synthe
     config = tiny_config_with(tmp_path / "recon.yaml", reconstruct=reconstruct, synthetic={"enabled": synthetic})
     result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config), check=False)
     assert result.returncode != 0 and message in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"psa": {"backend": "sam", "sam": {"variant": "vit_demo", "checkpoint": "sam.pth", "train": {"enabled": True}}}},
+     "psa.sam.checkpoint must be empty"),
+    ({"psa": {"backend": "sam", "sam": {"variant": "vit_demo", "train": {"enabled": True}}},
+      "reconstruct": {"method": "highpass"}}, "only exist with reconstruct.train.enabled true"),
+    ({"psa": {"backend": "sam", "sam": {"variant": "vit_demo", "checkpoint": "sam.pth"}}},
+     "only the train_sam step makes"),
+    ({"scc": {"pretrained": "resnet18.pth", "pretrain": {"enabled": True}}}, "set one of them"),
+])
+def test_trained_sam_and_region_classifier_configs_are_checked(tmp_path, sections, message):
+    config = tiny_config_with(tmp_path / "bad.yaml", **sections)
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config), check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
+
+
+def test_batched_reconstruction_covers_the_simulated_drives_a_sam_trains_on(tmp_path):
+    tiny = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    config = tiny_config_with(tmp_path / "batched.yaml", reconstruct={**tiny["reconstruct"], "batch_sequences": True})
+    plan = jobs_of(snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout)
+    assert plan["reconstruct_simulated"] == plan["reconstruct_train"] == plan["train_sam"] == 1
 
 
 def test_synthetic_rules_never_point_at_real_data(tmp_path):
@@ -226,7 +260,8 @@ def test_reconstruct_with_an_official_format_e2vid_checkpoint(tmp_path):
     save_reconstruction_model(checkpoint, build_reconstruction_model("E2VIDRecurrent", config), "E2VIDRecurrent",
                               config)
     run_config = tiny_config_with(tmp_path / "e2vid.yaml",
-                                  reconstruct={"method": "e2vid", "checkpoint": str(checkpoint), "mode": "per_sample"})
+                                  reconstruct={"method": "e2vid", "checkpoint": str(checkpoint), "mode": "per_sample"},
+                                  psa={"backend": "superpixels"})  # no simulated drives to train a SAM on
     target = "results/tiny/reconstruct/test/synth_10_a.png"
     snakemake(tmp_path, target, "--cores", "2", "--configfile", str(run_config))  # --configfile takes all that follows
     stats = json.loads((tmp_path / "results/tiny/reconstruct/test/synth_10_a.json").read_text())
@@ -235,7 +270,8 @@ def test_reconstruct_with_an_official_format_e2vid_checkpoint(tmp_path):
     batched = tiny_config_with(tmp_path / "batched.yaml",
                                dsec={**yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())["dsec"],
                                      "sequences": {"train": ["synth_00_a", "synth_01_a"], "test": ["synth_10_a"]}},
-                               reconstruct={"method": "e2vid", "checkpoint": str(checkpoint), "batch_sequences": True})
+                               reconstruct={"method": "e2vid", "checkpoint": str(checkpoint), "batch_sequences": True},
+                               psa={"backend": "superpixels"})
     plan = snakemake(tmp_path, "results/tiny/reconstruct/train/synth_01_a.png", "-n", "--cores", "1",
                      "--configfile", str(batched)).stdout
     assert "reconstruct_train" in plan and "rule reconstruct:" not in plan

@@ -165,3 +165,21 @@ def code_rule(losses: np.ndarray, predictions: np.ndarray, ratio: float = 0.5) -
     class_threshold = np.array([np.quantile(x[inverse == i], ratio) for i in range(len(classes))])[inverse]
     dropped = (x > class_threshold) & (x > class_threshold.mean())
     return np.where(dropped, -1, predictions).astype(np.int64)
+
+
+def region_outcomes(labels: np.ndarray, new_labels: np.ndarray, pixels: np.ndarray,
+                    class_names: list[str]) -> dict:
+    """Per class of the input label: how many regions, and how many of their pixels, were kept (same label),
+    relabelled (another class) and dropped (-1). Classes without regions are left out."""
+    labels, new_labels, pixels = np.asarray(labels), np.asarray(new_labels), np.asarray(pixels, np.int64)
+    if not labels.shape == new_labels.shape == pixels.shape or labels.ndim != 1:
+        raise ValueError(f"need labels, new labels and pixels of one shape (N,), got {labels.shape}, "
+                         f"{new_labels.shape}, {pixels.shape}")
+    outcome = np.where(new_labels < 0, "dropped", np.where(new_labels == labels, "kept", "relabelled"))
+    table = {}
+    for cls in np.unique(labels):
+        of_class = labels == cls
+        table[class_names[int(cls)]] = {
+            **{f"regions_{k}": int((of_class & (outcome == k)).sum()) for k in ("kept", "relabelled", "dropped")},
+            **{f"pixels_{k}": int(pixels[of_class & (outcome == k)].sum()) for k in ("kept", "relabelled", "dropped")}}
+    return table

@@ -54,11 +54,13 @@ class MaskedStemClassifier(nn.Module):
 class ClassifierTraining:
     iterations: int = 300
     batch_size: int = 32
+    optimizer: str = "sgd"  # the released SGD schedule; "adamw" (constant lr) trains from scratch much faster
     lr_backbone: float = 0.001
     lr_classifier: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-3
     label_smoothing: float = 0.1
+    class_balanced: bool = False
     seed: int = 0
 
 
@@ -70,6 +72,12 @@ def _batch(images: np.ndarray, masks: np.ndarray, index: np.ndarray, flip: np.nd
     return x, m
 
 
+def region_probabilities(labels: np.ndarray) -> np.ndarray:
+    """Class-balanced sampling: every class present is drawn equally often, its regions uniformly."""
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / (len(classes) * counts[inverse])
+
+
 def train_classifier(model: MaskedStemClassifier, images: np.ndarray, masks: np.ndarray, labels: np.ndarray,
                      cfg: ClassifierTraining, progress: bool = True, device: torch.device | str = "cpu") -> list[float]:
     """Early learning on region windows (images uint8 (N, H, W), masks bool (N, H, W), labels (N,)); random
@@ -79,13 +87,20 @@ def train_classifier(model: MaskedStemClassifier, images: np.ndarray, masks: np.
     head = {id(p) for p in model.classifier_parameters()}
     groups = [{"params": [p for p in model.parameters() if id(p) not in head], "lr": cfg.lr_backbone},
               {"params": model.classifier_parameters(), "lr": cfg.lr_classifier}]
-    optimizer = torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: (1 + 10 * it / cfg.iterations) ** -0.75)
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: (1 + 10 * it / cfg.iterations) ** -0.75)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
     targets = torch.from_numpy(np.asarray(labels, np.int64))
+    draw = region_probabilities(labels) if cfg.class_balanced else None
     losses = []
     model.train()
     for _ in tqdm(range(cfg.iterations), desc="scc classifier", disable=not progress, mininterval=5):
-        index = rng.integers(len(labels), size=min(cfg.batch_size, len(labels)))
+        index = rng.choice(len(labels), size=min(cfg.batch_size, len(labels)), p=draw)
         x, m = _batch(images, masks, index, flip=rng.random(len(index)) < 0.5)
         loss = F.cross_entropy(model(x.to(device), m.to(device)), targets[index].to(device),
                                label_smoothing=cfg.label_smoothing)
@@ -95,6 +110,28 @@ def train_classifier(model: MaskedStemClassifier, images: np.ndarray, masks: np.
         schedule.step()
         losses.append(float(loss.detach()))
     return losses
+
+
+@torch.no_grad()
+def recompute_batch_norm(model: nn.Module, images: np.ndarray, masks: np.ndarray, batch_size: int = 64) -> None:
+    """Replace every BatchNorm's running statistics by their average over all regions with the final weights
+    (precise BN, as detectron2's PreciseBN). After a short early learning the running averages still lag the
+    weights, and the eval-mode scores then depend on that lag (and on float noise, e.g. the thread count)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    device = next(model.parameters()).device
+    for start in range(0, len(images), batch_size):
+        x, m = _batch(images, masks, np.arange(start, min(start + batch_size, len(images))))
+        model(x.to(device), m.to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
 
 
 @torch.no_grad()

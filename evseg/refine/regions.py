@@ -72,6 +72,20 @@ def region_window(image: np.ndarray, region: Region, window: tuple[int, int]) ->
             cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool))
 
 
+def region_samples(image: np.ndarray, label: np.ndarray, window: tuple[int, int], sample: int = 0,
+                   min_pixels: int = 1) -> tuple[list[Region], list[np.ndarray], list[np.ndarray]]:
+    """The classifier's samples of one labelled image: its regions of at least ``min_pixels`` pixels, with their
+    windows and window masks (:func:`region_window`)."""
+    regions, windows, masks = [], [], []
+    for region in connected_regions(label, sample=sample):
+        if region.crop.sum() >= min_pixels:
+            crop, mask = region_window(image, region, window)
+            regions.append(region)
+            windows.append(crop)
+            masks.append(mask)
+    return regions, windows, masks
+
+
 def paint_regions(shape: tuple[int, int], regions: list[Region], labels: np.ndarray) -> np.ndarray:
     """A uint8 label with each region painted with its new label, in order; -1 (dropped) stays 255."""
     canvas = np.full(shape, IGNORE, np.uint8)

@@ -54,6 +54,11 @@ SAM_VARIANTS = {
     "vit_b": SamSpec(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SamSpec(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamSpec(1280, 32, 16, (7, 15, 23, 31)),
+    # Not an official file: the offline demo's SAM, trained by rule train_sam on the simulated drives
+    # (evseg/refine/sam_training.py). SAM's geometry (embedding at 1/16, masks at 1/4 of the input) for 110x160
+    # frames: a 160-pixel input, 4 blocks of width 128, a 64-wide decoder.
+    "vit_demo": SamSpec(128, 4, 4, (1, 3), image_size=160, patch_size=16, window_size=5, prompt_embed_dim=64,
+                        decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
 }
 OFFICIAL_FILES = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
 OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -98,8 +103,11 @@ def load_sam(path: str | Path, variant: str | SamSpec, device: str | torch.devic
     path = Path(path)
     spec = SAM_VARIANTS[variant] if isinstance(variant, str) else variant
     name = variant if isinstance(variant, str) else "the configured"
-    fix = (f"download {OFFICIAL_URL}{OFFICIAL_FILES.get(variant, OFFICIAL_FILES['vit_h'])} and point "
-           "psa.sam.checkpoint at it")
+    if variant == "vit_demo":
+        fix = "train it with rule train_sam (psa.sam.train.enabled: true), which writes this file"
+    else:
+        fix = (f"download {OFFICIAL_URL}{OFFICIAL_FILES.get(variant, OFFICIAL_FILES['vit_h'])} and point "
+               "psa.sam.checkpoint at it")
     if not path.is_file():
         raise DataError(path, "the SAM checkpoint does not exist", fix)
     try:

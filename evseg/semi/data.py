@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evseg.adapt.data import TargetSamples, crop_pad
+from evseg.adapt.data import SourceImages, TargetSamples, crop_pad
 from evseg.data.classes import IGNORE
 from evseg.errors import DataError
 from evseg.semi.views import StrongViews, cutmix_box
@@ -92,8 +92,10 @@ class SemiBatches(torch.utils.data.Dataset):
 
     def __init__(self, target: TargetSamples, labels: dict[str, np.ndarray], unlabeled: list[str], seed: int,
                  batch_size: int, crop: tuple[int, int], scale_range: tuple[float, float], views: StrongViews,
-                 cutmix_p: float = 0.5, copy_paste=None):
-        """``copy_paste``: an evseg.semi.copy_paste.CopyPaste applied to every labelled crop, or None."""
+                 cutmix_p: float = 0.5, copy_paste=None, source: SourceImages | None = None):
+        """``copy_paste``: an evseg.semi.copy_paste.CopyPaste applied to every labelled crop, or None;
+        ``source``: labelled source images, whose crops (as train_uda draws them) add the keys ``source`` and
+        ``source_label`` after everything else is drawn, or None."""
         unknown = [i for i in [*labels, *unlabeled] if i not in target.index]
         if unknown:
             raise ValueError(f"{len(unknown)} split ids are not target training samples, e.g. {unknown[:3]}")
@@ -105,7 +107,7 @@ class SemiBatches(torch.utils.data.Dataset):
         self.unlabeled = [target.index[i] for i in unlabeled]
         self.seed, self.batch_size, self.crop = seed, batch_size, tuple(crop)
         self.scale_range, self.views, self.cutmix_p = tuple(scale_range), views, cutmix_p
-        self.copy_paste = copy_paste
+        self.copy_paste, self.source = copy_paste, source
 
     def __len__(self) -> int:
         return 2**62  # indexed by step; the loader's sampler says which steps
@@ -140,6 +142,12 @@ class SemiBatches(torch.utils.data.Dataset):
             out["box2"].append(box2)
             out["mix_weak"].append(mix_weak)
             out["mix_padding"].append(mix_padding)
+        if self.source is not None:
+            crops = [self.source.crop(rng, int(rng.integers(len(self.source))), self.crop, 1.0)
+                     for _ in range(self.batch_size)]
+            out["source"], out["source_label"] = [c[0] for c in crops], [c[1] for c in crops]
         batch = {key: torch.from_numpy(np.stack(values)) for key, values in out.items()}
         batch["label"] = batch["label"].long()
+        if self.source is not None:
+            batch["source_label"] = batch["source_label"].long()
         return batch

@@ -10,7 +10,9 @@ In the order of the released step:
 3. the two strong views in one pass;
 4. pseudo-labels: the argmax of the (detached) weak prediction, with its max softmax as confidence; inside each
    CutMix box, label, confidence and padding come from the partner;
-5. loss = (L_s + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2, one backward.
+5. loss = (L_s + 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp) / 2, plus ``source_weight`` times the cross-entropy of a
+   batch of labelled source crops when that weight is above 0 (not UniMatch: SeCo's UDA setting keeps the source
+   labels; README, fidelity); one backward.
 
 The unlabelled losses keep pixels whose confidence reaches the threshold and that are not padding; they are
 summed and divided by the number of non-padding pixels (not by the confident ones), as released.
@@ -97,6 +99,7 @@ class UniMatchStep:
         self.student, self.device = student, device
         self.threshold, self.dropout = cfg["confidence_threshold"], cfg["feature_dropout"]
         self.ohem = cfg["ohem"]
+        self.source_weight = cfg["source_weight"]
         self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def state_dict(self) -> dict:
@@ -130,10 +133,16 @@ class UniMatchStep:
         loss_s2 = unlabelled_loss(strong2, *cutmix_targets(batch["box2"], weak, partner), self.threshold)
         loss_fp = unlabelled_loss(logits_fp[count:], *weak, self.threshold)
         loss = unimatch_loss(loss_x, loss_s1, loss_s2, loss_fp)
+        logs = {}
+        if "source" in batch:  # semi.source_weight > 0: the labelled source crops too, as train_uda's step 2
+            with torch.autocast(**self.autocast):
+                source_logits = model(batch["source"])
+            logs["loss_source"] = pixel_cross_entropy(source_logits, batch["source_label"])
+            loss = loss + self.source_weight * logs["loss_source"]
         loss.backward()
         unpadded = ~batch["weak_padding"]
         # logged rows average over processes: this denominator makes that the whole batch's share
         confident = ((confidence >= self.threshold) & unpadded).sum() / per_process_denominator(unpadded.sum())
         return {"loss": loss.detach(), "loss_labeled": loss_x.detach(), "loss_strong1": loss_s1.detach(),
                 "loss_strong2": loss_s2.detach(), "loss_feature_perturbation": loss_fp.detach(),
-                "confident_share": confident.detach()}
+                "confident_share": confident.detach(), **{k: v.detach() for k, v in logs.items()}}

@@ -28,7 +28,7 @@
 #
 # /etc/slurm/slurm.conf, gres.conf and slurmdbd.conf are (over)written: Debian's binaries read them, and the
 # snakemake SLURM plugin calls sbatch/squeue/sacct without our environment, so SLURM_CONF is no option.
-set -euo pipefail
+set -Eeuo pipefail
 
 DIR=${EVSEG_SLURM_DIR:-/tmp/evseg-slurm}
 ACCOUNTING=${EVSEG_SLURM_ACCOUNTING:-1}
@@ -66,6 +66,9 @@ die_log() { # MESSAGE LOGFILE...
     } >&2
     exit 1
 }
+
+# set -e ends the script at the first failing command: say which, so that no exit is silent
+trap 'printf "[start_cluster] ERROR: line %s: \"%s\" failed (exit %s)\n" "$LINENO" "$BASH_COMMAND" "$?" >&2' ERR
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (starts slurmd, writes /etc/slurm, may apt-get install)"
 [[ $ACCOUNTING == 0 || $ACCOUNTING == 1 ]] || die "EVSEG_SLURM_ACCOUNTING must be 0 or 1, not '$ACCOUNTING'"
@@ -470,7 +473,10 @@ smoke_job() {
 }
 
 # one cluster per machine: /etc/slurm/slurm.conf and the ports are shared
-other=$(sed -n 's/^# Written by evseg .*(state in \(.*\))\..*/\1/p' "$SLURM_CONF_FILE" 2>/dev/null | head -n1)
+other=""
+if [[ -f $SLURM_CONF_FILE ]]; then # absent on a machine where SLURM was just installed
+    other=$(sed -n 's/^# Written by evseg .*(state in \(.*\))\..*/\1/p' "$SLURM_CONF_FILE" | head -n1)
+fi
 if [[ -n $other && $other != "$DIR" && -n $(alive_pid "$other/run/slurmctld.pid" slurmctld) ]]; then
     die "another evseg cluster (EVSEG_SLURM_DIR=$other) is running; stop it first: EVSEG_SLURM_DIR=$other bash ${BASH_SOURCE[0]%/*}/stop_cluster.sh"
 fi
