@@ -9,7 +9,9 @@ component of every class of the 19-class label, so a car, a tree or a stretch of
 no class is ever given to the network. No target label is read.
 
 One step follows SAM's first interactive round (Kirillov et al. 2023, §3 and appendix A): each image gets
-``prompts_per_image`` segments, prompted by one kind drawn per image (so that they share one decoder call):
+``prompts_per_image`` segments, drawn in proportion to the square root of their area (drawn uniformly, the many
+small segments sent the from-scratch network to empty masks), prompted by one kind drawn per image (so that
+they share one decoder call):
 
 - a foreground point drawn uniformly inside the segment (three outputs; only the best one's mask loss counts,
   as SAM trains ambiguous prompts), which is what the automatic mask generator asks;
@@ -17,8 +19,9 @@ One step follows SAM's first interactive round (Kirillov et al. 2023, §3 and ap
   ``box_noise_max`` pixels; SAM: 20 pixels on 1024-pixel images);
 - a box with one or two points, which is what PSA asks for thing components (one output).
 
-Loss per mask as SAM: 20 × focal + 1 × dice, plus the MSE between the predicted IoU and the IoU of the
-predicted mask (logits > 0) with the segment, for every output (the automatic mask generator filters on it).
+Loss per mask as SAM: 20 × focal (γ = 2; no α class weighting by default, README fidelity) + 1 × dice, plus the
+MSE between the predicted IoU and the IoU of the predicted mask (logits > 0) with the segment, for every output
+(the automatic mask generator filters on it).
 SAM's later rounds (points drawn from the error region, the previous mask as input) are left out.
 """
 
