@@ -32,7 +32,8 @@ def main(input, output, params, threads):
     with open(input.model, "rb") as f:
         # in the resume hash: a checkpoint left by a killed run must not continue on a retrained UDA model
         initial = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    cfg = {**params.semi, **params.loop, "seed": params.seed, "initial_model_sha256": initial}
+    cfg = {**params.semi, **params.loop, "seed": params.seed, "initial_model_sha256": initial,
+           "source": params.source}  # in the resume hash too
     student, spec, meta = load_model_file(input.model, which=cfg["init_from"])
     target = TargetSamples.from_folders(as_list(input.sequences), params.dsec, spec,
                                         as_list(getattr(input, "reconstructions", [])))
