@@ -94,7 +94,7 @@ if config["scc"]["pretrain"]["enabled"]:
             gpu=resources_of("train_region_classifier")["gpu"],
         params:
             dsec=config_subset("dsec", "sensor_size", "num_classes"),
-            cityscapes=config["cityscapes"],
+            cityscapes=config_subset("cityscapes", "classes"),
             scc=config_subset("scc", "backbone", "stem_module", "window", "device", "pretrain"),
         script:
             "../stages/train_region_classifier.py"

@@ -1,7 +1,8 @@
 """Rule train_region_classifier: SCC's region classifier trained on the labelled source regions, the offline
 demo's stand-in for the ImageNet weights that SeCo's classifier starts from.
 
-Every 8-connected region of every source label (Cityscapes layout, ground truth) becomes one sample, with the
+Every 8-connected region of at least ``scc.pretrain.min_region_pixels`` pixels of every source label (Cityscapes
+layout, ground truth) becomes one sample, with the
 window and mask that ``scc`` cuts around a region; the source images are first resized to the target frames'
 width, so that a window covers the same share of the scene. Writes the timm state dict that ``scc`` loads
 through ``scc.pretrained``'s loader (``<backbone>.pth``; the final layer is dropped there and learned anew, as
@@ -40,19 +41,24 @@ def main(input, output, params, threads):
         windows.extend(crops)
         masks.extend(crop_masks)
         labels.extend(r.cls for r in regions)
+    if not labels:
+        raise ValueError(f"no region of {pretrain['min_region_pixels']} pixels or more in the {len(source)} source "
+                         f"labels under {input.cityscapes}; lower scc.pretrain.min_region_pixels or check the "
+                         "gtFine label files")
     class_set = NUM_CLASSES_TO_SET[params.dsec["num_classes"]]
     counts = np.bincount(labels, minlength=len(class_set.names))
     logging.info("%d source regions of %d images: %s", len(labels), len(source),
                  ", ".join(f"{n} {c}" for n, c in zip(class_set.names, counts)))
 
     torch.manual_seed(pretrain["seed"])
+    device = pick_device(cfg["device"])
     model = MaskedStemClassifier(cfg["backbone"], len(class_set.names), in_chans=1,
-                                 stem_module=cfg["stem_module"]).to(pick_device(cfg["device"]))
+                                 stem_module=cfg["stem_module"]).to(device)
     training = ClassifierTraining(iterations=pretrain["iterations"], batch_size=pretrain["batch_size"],
                                   optimizer="adamw", lr_backbone=pretrain["lr"], lr_classifier=pretrain["lr"],
                                   weight_decay=pretrain["weight_decay"], class_balanced=True, seed=pretrain["seed"])
     losses = train_classifier(model, np.stack(windows), np.stack(masks), np.array(labels), training,
-                              device=pick_device(cfg["device"]))
+                              device=device)
     logging.info("loss %.3f -> %.3f", np.mean(losses[:20]), np.mean(losses[-20:]))
     torch.save({k: v.cpu() for k, v in model.net.state_dict().items()}, output.weights)
     pd.DataFrame({"step": range(len(losses)), "loss": np.round(losses, 5)}).to_csv(output.losses, index=False)

@@ -3,7 +3,7 @@ the official SAM weights, evseg/refine/sam_training.py).
 
 Writes a plain state dict (``sam_<variant>.pth``) that ``psa`` loads through the same strict loader as
 ``sam_vit_h_4b8939.pth``, ``losses.csv`` (loss and IoU of every step) and ``pictures.png``: reconstruction,
-the renderer's segments and the automatic mask generator's masks (official settings) for a few frames. It takes
+the renderer's segments and the automatic mask generator's masks (with psa.sam.amg) for a few frames. It takes
 a few minutes on a CPU, so it has no intermediate checkpoints: a killed run starts again.
 """
 

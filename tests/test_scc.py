@@ -127,10 +127,13 @@ def test_precise_bn_makes_the_running_statistics_the_average_over_the_regions():
     recompute_batch_norm(model, images, masks, batch_size=4)
     assert not model.training and bn.momentum == 0.1
     # expected: the mean over the 3 batches of each batch's channel means of the stem's conv output
-    batch_means = []
+    batch_means, batch_vars = [], []
     for start in range(0, 12, 4):
         x = torch.from_numpy(images[start:start + 4]).float().div(255).unsqueeze(1)
         with torch.no_grad():
-            batch_means.append(model.net.conv1(x).mean((0, 2, 3)))
+            out = model.net.conv1(x)
+        batch_means.append(out.mean((0, 2, 3)))
+        batch_vars.append(out.transpose(0, 1).flatten(1).var(1, unbiased=True))
     torch.testing.assert_close(bn.running_mean, torch.stack(batch_means).mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, torch.stack(batch_vars).mean(0), rtol=1e-4, atol=1e-5)
     assert bn.num_batches_tracked == 3

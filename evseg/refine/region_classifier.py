@@ -120,17 +120,17 @@ def recompute_batch_norm(model: nn.Module, images: np.ndarray, masks: np.ndarray
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
     model.train()
     device = next(model.parameters()).device
     for start in range(0, len(images), batch_size):
-        x, m = _batch(images, masks, np.arange(start, min(start + batch_size, len(images))))
-        model(x.to(device), m.to(device))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+        x, mask = _batch(images, masks, np.arange(start, min(start + batch_size, len(images))))
+        model(x.to(device), mask.to(device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
     model.eval()
 
 

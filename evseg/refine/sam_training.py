@@ -89,12 +89,15 @@ class SegmentImages:
             resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             segments = cv2.resize(segment_map(label), (width, height), interpolation=cv2.INTER_NEAREST)
             ids, sizes = np.unique(segments[segments > 0], return_counts=True)
+            if not (sizes >= min_pixels).any():
+                continue  # nothing to prompt: a step drawing only such images would have no loss
             self.images.append(resized)
             self.segments.append(segments)
             self.choices.append(ids[sizes >= min_pixels])
             self.weights.append(np.sqrt(sizes[sizes >= min_pixels]).astype(np.float64))
-        if not any(len(c) for c in self.choices):
-            raise ValueError(f"no segment of {min_pixels} pixels or more in {len(images)} images")
+        if not self.images:
+            raise ValueError(f"no segment of {min_pixels} pixels or more in {len(images)} images; lower "
+                             "psa.sam.train.min_segment_pixels or check the simulated drives' 19-class labels")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -159,8 +162,6 @@ def sam_loss(sam, data: SegmentImages, batch: np.ndarray, rng: np.random.Generat
     mask_loss, iou_loss, count, mean_iou = embeddings.new_zeros(()), embeddings.new_zeros(()), 0, []
     for k, segments in enumerate(segment_maps):
         choices = data.choices[batch[k]]
-        if len(choices) == 0:
-            continue
         height, width = segments.shape
         kind = PROMPT_KINDS[rng.integers(len(PROMPT_KINDS))]
         prompts = draw_prompts(segments, choices, cfg.prompts_per_image, kind, rng, cfg.box_noise_max,
