@@ -46,7 +46,7 @@ def main(input, output, params, threads):
     torch.set_num_threads(threads)
     dsec, cfg = params.dsec, params.psa
     class_set = NUM_CLASSES_TO_SET[dsec["num_classes"]]
-    stuff, things = class_partition(class_set.name, dsec["num_classes"])
+    stuff, things = class_partition(class_set.name, dsec["num_classes"], cfg["partition"])
     settings = PsaSettings(stuff, things, dsec["num_classes"], cfg["stuff_threshold"], cfg["unclip_ratio"],
                            cfg["min_class_pixels"], cfg["min_component_pixels"], cfg["purity_radius"],
                            cfg["unassigned"] == "keep")

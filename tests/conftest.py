@@ -1,7 +1,49 @@
+import os
+import random
+import zlib
+
 import numpy as np
 import pytest
+import torch
 
 from evseg.events.writer import write_events_h5
+
+# Every test starts from its own seed (torch, numpy's global generator, random), derived from its id, so that its
+# random draws do not depend on which tests ran before it; EVSEG_TEST_SEED shifts all of them (to check that a
+# test passes for other draws). A failing test's report names its seed and torch's thread count.
+SEED_SHIFT = int(os.environ.get("EVSEG_TEST_SEED", "0"))
+
+
+def test_seed(nodeid: str) -> int:
+    return (zlib.crc32(nodeid.encode()) + SEED_SHIFT) % 2**32
+
+
+test_seed.__test__ = False  # not a test
+
+
+def pytest_report_header(config):
+    return (f"evseg: torch {torch.__version__} with {torch.get_num_threads()} threads on {os.cpu_count()} CPUs; "
+            f"seeds per test from its id, shifted by EVSEG_TEST_SEED={SEED_SHIFT}")
+
+
+@pytest.fixture(autouse=True)
+def seeded_and_threads_restored(request):
+    """Seeds the test; afterwards gives torch back its thread count (stages called in-process set theirs)."""
+    seed, threads = test_seed(request.node.nodeid), torch.get_num_threads()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    request.node.randomness = f"seed {seed} (EVSEG_TEST_SEED={SEED_SHIFT}), torch threads {threads}"
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.failed and hasattr(item, "randomness"):
+        report.sections.append(("randomness", f"{item.nodeid}: {item.randomness}; rerun the same draws with "
+                                              f"EVSEG_TEST_SEED={SEED_SHIFT} pytest '{item.nodeid}'"))
 
 T_OFFSET = 50_123_456_789  # above 2**32, as DSEC's are: uint32 arithmetic would overflow
 

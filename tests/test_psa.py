@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from evseg.data.classes import CITYSCAPES_19, ESS_11
+from evseg.data.classes import CITYSCAPES_19, CLASS_SETS, ESS_11
 from evseg.refine.psa import (THING_CLASSES, ThingPrompt, aggregate, box_prompt, class_partition, paint_things,
                               point_prompts, purity_entropy, stuff_vote, thing_components, thing_prompts)
 
@@ -35,10 +35,22 @@ def test_class_partition_covers_all_disjointly(name, n):
     stuff, things = class_partition(name, n)
     assert set(stuff) | set(things) == set(range(n))
     assert not set(stuff) & set(things)
-    assert things == THING_CLASSES[name]
+    assert things == THING_CLASSES["seco"][name]
+
+
+@pytest.mark.parametrize("name,n", [("ess11", 11), ("cityscapes19", 19)])
+def test_secov2_prompts_only_pole_light_and_sign(name, n):
+    class_set = CLASS_SETS[name]
+    stuff, things = class_partition(name, n, "secov2")
+    assert {class_set.names[c] for c in things} == {"pole", "traffic light", "traffic sign"} & set(class_set.names)
+    assert set(stuff) == set(range(n)) - set(things)
+    seco_stuff, _ = class_partition(name, n, "seco")
+    assert set(seco_stuff) < set(stuff)  # every stuff class of SeCo is still stuff; the objects joined them
 
 
 def test_class_partition_errors():
+    with pytest.raises(ValueError, match="unknown PSA partition 'secov3'"):
+        class_partition("ess11", 11, "secov3")
     with pytest.raises(ValueError, match="cityscapes19.*ess11"):
         class_partition("synthia16", 16)
     with pytest.raises(ValueError, match="11"):

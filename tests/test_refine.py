@@ -136,6 +136,29 @@ def test_refine_label_votes_stuff_and_paints_prompted_things():
     assert counts == {"stuff_proposals": 2, "thing_prompts": 1} and proposals.prompts[0].cls == 8
 
 
+def test_secov2_lets_a_car_vote_on_the_masks_instead_of_prompting():
+    """The SeCoV2 partition: a car component does not prompt; the mask it lies in takes its majority class."""
+    label = np.full((20, 30), 255, np.uint8)
+    label[2:6, 10:14] = 8      # a car component of 16 pixels ...
+    label[2:6, 20:22] = 2      # ... and 8 building pixels in the same mask
+    label[12:20, ::2] = 5      # road
+    top, bottom = np.zeros((20, 30), bool), np.zeros((20, 30), bool)
+    top[:10], bottom[10:] = True, True
+    wide_car = np.ones((20, 30), bool)  # what a prompt would paint: everything
+    stuff, things = class_partition("ess11", 11, "secov2")
+    refined, counts = refine_label(label, np.zeros((20, 30), np.uint8), FixedProposals([top, bottom], wide_car),
+                                   PsaSettings(stuff, things, 11))
+    expected = np.full((20, 30), 255, np.uint8)
+    expected[:10], expected[10:] = 8, 5  # car holds 2/3 of the top mask's labelled pixels
+    np.testing.assert_array_equal(refined, expected)
+    assert counts == {"stuff_proposals": 2, "thing_prompts": 0}
+    # the released partition prompts the car, and its (here: whole-image) mask wins over every vote
+    stuff, things = class_partition("ess11", 11, "seco")
+    refined, counts = refine_label(label, np.zeros((20, 30), np.uint8), FixedProposals([top, bottom], wide_car),
+                                   PsaSettings(stuff, things, 11))
+    assert counts["thing_prompts"] == 1 and (refined == 8).all()
+
+
 def test_both_backends_run_on_a_real_image(tiny_sam, image, tmp_path):
     torch.save(tiny_sam.state_dict(), tmp_path / "sam_tiny.pth")
     loaded = load_sam(tmp_path / "sam_tiny.pth", TINY)  # the whole PSA path through our loader

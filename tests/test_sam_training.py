@@ -7,7 +7,7 @@ import torch
 
 from evseg.refine.sam import SamMasks, SamSpec, build_sam, load_sam
 from evseg.refine.sam_training import (PROMPT_KINDS, SamTraining, SegmentImages, draw_prompts, mask_losses,
-                                       segment_map, train_sam)
+                                       sam_loss, segment_map, train_sam)
 from tests.test_psa import brute_components  # brute-force 8-connected flood fill
 
 TINY = SamSpec(32, 2, 2, (1,), image_size=48, patch_size=8, window_size=3, prompt_embed_dim=32, decoder_mlp_dim=64,
@@ -119,3 +119,17 @@ def test_bad_training_data_is_refused():
         SegmentImages([np.zeros((8, 8), np.uint8)], [], 48, 10)
     with pytest.raises(ValueError, match="no segment of 10 pixels.*min_segment_pixels"):
         SegmentImages([np.zeros((8, 8), np.uint8)], [np.full((8, 8), 255, np.uint8)], 48, 10)
+
+
+def test_a_gray_frame_and_the_same_frame_as_rgb_give_the_same_loss():
+    """SAM takes RGB; a gray frame is its three equal channels, so training on either is the same."""
+    image, label = shapes_scene(np.random.default_rng(3))
+    gray = SegmentImages([image], [label], TINY.image_size, min_pixels=10)
+    rgb = SegmentImages([np.repeat(image[..., None], 3, axis=2)], [label], TINY.image_size, min_pixels=10)
+    torch.manual_seed(0)
+    sam = build_sam(TINY)
+    losses = [sam_loss(sam, data, np.array([0]), np.random.default_rng(5), SamTraining())[0]
+              for data in (gray, rgb)]
+    assert losses[0].item() == pytest.approx(losses[1].item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"an image of \(48, 40\) has a label of \(48, 48\)"):
+        SegmentImages([np.zeros((48, 40, 3), np.uint8)], [label], TINY.image_size, min_pixels=10)

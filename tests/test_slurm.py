@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import subprocess
-from datetime import datetime
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -60,17 +60,22 @@ def profile_run(workdir: Path, config: Path, *extra: str) -> subprocess.Complete
                           text=True, timeout=1500)
 
 
-def snakemake_jobs_since(start: datetime) -> pd.DataFrame:
-    """sacct's record of the Snakemake jobs (comment rule_<name>...) submitted since ``start``, one row per
-    job (not per step); the cluster's own start-up test job has no such comment. (`sacct -S` alone would also
-    list a job of an earlier, killed run that the database still believes running.)"""
-    since = start.replace(microsecond=0)
-    table = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since.isoformat(),
-                            "-o", "JobID,Partition,AllocCPUS,AllocTRES%200,State,Submit,Comment%200"],
+def run_ids(output: str) -> list[str]:
+    """The plugin's run ids in a Snakemake output: it names every job it submits after its run."""
+    ids = re.findall(r"SLURM run ID: (\S+)", output)
+    assert ids, "no 'SLURM run ID' in the Snakemake output:\n" + output[-3000:]
+    return ids
+
+
+def snakemake_jobs(ids: list[str]) -> pd.DataFrame:
+    """sacct's record of the jobs of these Snakemake runs (job name = run id), one row per job (not per step).
+    Selecting by run id leaves out the jobs of a test suite that runs at the same time from another clone, and
+    those of an earlier, killed run that the database still believes running."""
+    table = subprocess.run(["sacct", "-X", "-n", "-P", "-S", "now-1days", "--name", ",".join(ids),
+                            "-o", "JobID,Partition,AllocCPUS,AllocTRES%200,State,Comment%200"],
                            capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|", 6) for line in table.splitlines() if line]
-    jobs = pd.DataFrame(rows, columns=["job", "partition", "cpus", "tres", "state", "submit", "comment"])
-    jobs = jobs[jobs.comment.str.startswith("rule_") & (pd.to_datetime(jobs.submit) >= since)]
+    rows = [line.split("|", 5) for line in table.splitlines() if line]
+    jobs = pd.DataFrame(rows, columns=["job", "partition", "cpus", "tres", "state", "comment"])
     return jobs.assign(rule=jobs.comment.str.extract(r"^rule_([a-z_]+?)(?:_wildcards|$)", expand=False))
 
 
@@ -85,10 +90,9 @@ def tiny_run(cluster, tmp_path_factory):
         config["resources"].setdefault(rule, {})["gpu"] = count
     path = workdir / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    start = datetime.now()
     done = profile_run(workdir, path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    return workdir, path, snakemake_jobs_since(start)
+    return workdir, path, snakemake_jobs(run_ids(done.stdout + done.stderr))
 
 
 def test_tiny_pipeline_through_the_slurm_profile(tiny_run):
@@ -138,3 +142,77 @@ def test_a_failing_job_fails_the_workflow_and_shows_its_log(tiny_run):
     assert slurm_log and Path(workdir, slurm_log.group(1)).is_file(), output[-4000:]
     assert "results/tiny/logs/train_semi/seed0.log" in output  # the rule's own log, printed (show-failed-logs)
     assert "999999" in output, output[-4000:]  # the stage's error names the bad id
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the start script whatever state an earlier run, another clone or a second test suite left
+
+
+def start_script(script: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+def test_start_from_another_clone_while_up_and_two_at_once(cluster, tmp_path):
+    """A second clone's script (another path) finds the cluster up and leaves it as it is, also when two start
+    at the same moment (they take turns on the machine-wide lock)."""
+    other = tmp_path / "clone/tests/slurm"
+    shutil.copytree(START.parent, other)
+    runs = [subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for script in (other / "start_cluster.sh", START)]
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, out + err
+        assert "cluster 'evseg' up" in out and "starting" not in out, out  # nothing restarted
+    assert cluster_is_up()
+
+
+def test_a_second_cluster_is_refused_with_what_runs_and_how_to_stop_it(cluster, tmp_path):
+    state = tmp_path / "second-cluster"
+    done = start_script(START, EVSEG_SLURM_DIR=str(state))
+    assert done.returncode == 1
+    assert "another evseg cluster (EVSEG_SLURM_DIR=" in done.stderr and "slurmctld (pid " in done.stderr
+    assert "stop_cluster.sh" in done.stderr
+    assert not state.exists()  # refused before it made anything
+    assert cluster_is_up()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="start_cluster.sh runs as root only")
+def test_a_start_that_waits_too_long_for_the_lock_says_who_holds_it(tmp_path):
+    lock = tmp_path / "evseg-slurm.lock"
+    (tmp_path / "evseg-slurm.lock.owner").write_text("start_cluster.sh in /elsewhere (pid 1234)\n")
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
+    try:
+        for _ in range(100):  # until the holder has the lock
+            if subprocess.run(["flock", "-n", str(lock), "true"]).returncode:
+                break
+            time.sleep(0.05)
+        done = start_script(START, EVSEG_SLURM_LOCK=str(lock), EVSEG_SLURM_LOCK_WAIT="1")
+    finally:
+        holder.kill()
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert f"waiting (at most 1s) for the other start/stop that holds {lock}" in done.stdout
+    assert "held for more than 1s by: start_cluster.sh in /elsewhere (pid 1234)" in done.stderr
+
+
+def test_pid_files_of_dead_or_other_processes_are_not_daemons(tmp_path):
+    """Stale pid files (a reboot, a kill -9, a pid reused by another program) must not pass for live daemons."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        cases = {"alive": (sleeper.pid, "sleep"), "other_program": (sleeper.pid, "slurmd"),
+                 "dead": (dead.pid, "true"), "garbage": ("not a pid", "sleep"), "empty": ("", "sleep")}
+        found = {}
+        for name, (pid, comm) in cases.items():
+            (tmp_path / name).write_text(f"{pid}\n")
+            found[name] = subprocess.run(
+                ["bash", "-c", f'source "{START.parent}/pids.sh"; alive_pid "{tmp_path / name}" {comm}'],
+                capture_output=True, text=True, check=True).stdout.strip()
+        found["missing"] = subprocess.run(
+            ["bash", "-c", f'source "{START.parent}/pids.sh"; alive_pid "{tmp_path}/none" sleep'],
+            capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        sleeper.kill()
+    assert found == {"alive": str(sleeper.pid), "other_program": "", "dead": "", "garbage": "", "empty": "",
+                     "missing": ""}

@@ -19,21 +19,32 @@ import numpy as np
 
 from evseg.data.classes import CLASS_SETS, IGNORE
 
-# Pole, traffic light and traffic sign count as things, as in the released code.
-THING_CLASSES: dict[str, tuple[int, ...]] = {
-    "cityscapes19": (5, 6, 7, 11, 12, 13, 14, 15, 16, 17, 18),
-    "ess11": (3, 4, 8, 10),  # person, pole, car, traffic sign
+# Which classes prompt SAM (things) and which vote on the automatic masks (stuff). SeCo's released code prompts
+# every object class; SeCoV2 prompts only pole, traffic light and traffic sign, and lets every other class vote.
+# Pole, traffic light and traffic sign count as things in both.
+THING_CLASSES: dict[str, dict[str, tuple[int, ...]]] = {
+    "seco": {
+        "cityscapes19": (5, 6, 7, 11, 12, 13, 14, 15, 16, 17, 18),
+        "ess11": (3, 4, 8, 10),  # person, pole, car, traffic sign
+    },
+    "secov2": {
+        "cityscapes19": (5, 6, 7),
+        "ess11": (4, 10),  # pole, traffic sign (ESS's 11 classes have no traffic light)
+    },
 }
 
 
-def class_partition(class_set: str, num_classes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(stuff, things) class ids of ``class_set``; stuff is every class that is not a thing."""
-    if class_set not in THING_CLASSES:
-        raise ValueError(f"no thing classes for class set {class_set!r}; known: {sorted(THING_CLASSES)}")
+def class_partition(class_set: str, num_classes: int, partition: str = "seco") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(stuff, things) class ids of ``class_set`` under ``partition`` (seco or secov2); stuff is every class that
+    is not a thing."""
+    if partition not in THING_CLASSES:
+        raise ValueError(f"unknown PSA partition {partition!r}; known: {sorted(THING_CLASSES)}")
+    if class_set not in THING_CLASSES[partition]:
+        raise ValueError(f"no thing classes for class set {class_set!r}; known: {sorted(THING_CLASSES[partition])}")
     expected = CLASS_SETS[class_set].num_classes
     if num_classes != expected:
         raise ValueError(f"class set {class_set!r} has {expected} classes, not {num_classes}")
-    things = THING_CLASSES[class_set]
+    things = THING_CLASSES[partition][class_set]
     return tuple(c for c in range(num_classes) if c not in things), things
 
 

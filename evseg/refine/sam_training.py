@@ -38,6 +38,8 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torchvision.ops import sigmoid_focal_loss
 from tqdm import tqdm
 
+from evseg.refine.sam import as_rgb
+
 PROMPT_KINDS = ("point", "box", "box+point", "box+2points")
 
 
@@ -83,9 +85,9 @@ class SegmentImages:
         transform = ResizeLongestSide(image_size)
         self.images, self.segments, self.choices, self.weights = [], [], [], []
         for image, label in zip(images, labels):
-            if image.shape != label.shape:
-                raise ValueError(f"an image of {image.shape} has a label of {label.shape}")
-            height, width = transform.get_preprocess_shape(*image.shape, image_size)
+            if image.shape[:2] != label.shape:
+                raise ValueError(f"an image of {image.shape[:2]} has a label of {label.shape}")
+            height, width = transform.get_preprocess_shape(*image.shape[:2], image_size)
             resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
             segments = cv2.resize(segment_map(label), (width, height), interpolation=cv2.INTER_NEAREST)
             ids, sizes = np.unique(segments[segments > 0], return_counts=True)
@@ -156,8 +158,8 @@ def sam_loss(sam, data: SegmentImages, batch: np.ndarray, rng: np.random.Generat
             image, segments = image[:, ::-1], segments[:, ::-1]
         images.append(image)
         segment_maps.append(segments)
-    pixels = torch.stack([torch.from_numpy(np.ascontiguousarray(im)).float() for im in images])
-    embeddings = sam.image_encoder(torch.stack([sam.preprocess(p.expand(3, -1, -1).to(device)) for p in pixels]))
+    pixels = torch.stack([torch.from_numpy(np.ascontiguousarray(as_rgb(im))).float().permute(2, 0, 1) for im in images])
+    embeddings = sam.image_encoder(torch.stack([sam.preprocess(p.to(device)) for p in pixels]))
     dense_pe = sam.prompt_encoder.get_dense_pe()
     mask_loss, iou_loss, count, mean_iou = embeddings.new_zeros(()), embeddings.new_zeros(()), 0, []
     for k, segments in enumerate(segment_maps):

@@ -6,7 +6,8 @@
 #   bash tests/slurm/start_cluster.sh      # installs what is missing (apt), starts what is not running
 #   bash tests/slurm/stop_cluster.sh       # stops what this script started
 #
-# Idempotent: a second run while everything is up only checks it (about a second) and exits 0.
+# Idempotent: a second run while everything is up only checks it (about a second) and exits 0, whichever clone
+# it runs from. Runs at the same time (two test suites) take turns on a machine-wide lock (tests/slurm/lock.sh).
 # Must run as root (slurmd, /etc/slurm, apt-get).
 #
 # The cluster: one node "localhost" (127.0.0.1) with the CPUs `slurmd -C` reports, two partitions on it,
@@ -25,6 +26,9 @@
 #   EVSEG_SLURM_TIMEOUT     seconds to wait for each daemon                            [60]
 #   EVSEG_SLURM_GPUS        stand-in GPUs of the node (gres gpu; character devices like /dev/null, so
 #                           SLURM hands out and accounts for them, sets CUDA_VISIBLE_DEVICES; no CUDA) [2]
+#   EVSEG_SLURM_LOCK        the machine-wide lock that lets one start/stop script run at a time (tests/slurm/lock.sh)
+#                                                                                      [/run/lock/evseg-slurm.lock]
+#   EVSEG_SLURM_LOCK_WAIT   seconds to wait for another start/stop to finish           [900]
 #
 # /etc/slurm/slurm.conf, gres.conf and slurmdbd.conf are (over)written: Debian's binaries read them, and the
 # snakemake SLURM plugin calls sbatch/squeue/sacct without our environment, so SLURM_CONF is no option.
@@ -74,6 +78,11 @@ trap 'printf "[start_cluster] ERROR: line %s: \"%s\" failed (exit %s)\n" "$LINEN
 [[ $ACCOUNTING == 0 || $ACCOUNTING == 1 ]] || die "EVSEG_SLURM_ACCOUNTING must be 0 or 1, not '$ACCOUNTING'"
 [[ $GPUS =~ ^[1-9][0-9]?$ ]] || die "EVSEG_SLURM_GPUS must be a number of stand-in GPUs from 1 to 99, not '$GPUS'"
 
+# one start or stop at a time on this machine (a second test suite waits here, then finds the cluster up)
+# shellcheck source=tests/slurm/lock.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lock.sh"
+run_locked "$@"
+
 # ---------------------------------------------------------------------------------------------------- install
 install_missing() {
     local pkgs=()
@@ -119,6 +128,21 @@ install_missing
 source "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# die because PORT is taken: name the process that listens on it and its command line (which shows its
+# EVSEG_SLURM_DIR when it is an evseg cluster's daemon), and what to do
+port_taken() { # PORT WHAT
+    local owner pid
+    owner=$(ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n1 || true)
+    pid=${owner##*pid=}
+    if [[ -n $pid ]]; then
+        owner="${owner#*((\"}"
+        owner="process ${owner%%\"*} (pid $pid: $(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null | cut -c1-200))"
+    else
+        owner="another process"
+    fi
+    die "port $1 ($2) is taken by $owner. If it is a daemon of an evseg cluster with another EVSEG_SLURM_DIR, stop that cluster: EVSEG_SLURM_DIR=<its dir> bash ${BASH_SOURCE[0]%/*}/stop_cluster.sh; otherwise stop that process"
+}
 
 wait_for() { # WHAT LOGFILE PIDFILE COMM CHECK...   (CHECK is a command that succeeds once it is up)
     local what=$1 logf=$2 pidf=$3 comm=$4; shift 4
@@ -228,7 +252,7 @@ EOF
     fi
     mkdir -p "$DIR/run/mysqld"
     chown mysql:mysql "$DIR/run/mysqld"
-    port_busy "$DB_PORT" && die "port $DB_PORT (EVSEG_SLURM_DB_PORT) is taken by another process; MariaDB cannot start"
+    port_busy "$DB_PORT" && port_taken "$DB_PORT" "EVSEG_SLURM_DB_PORT, for MariaDB"
     log "starting mariadbd on 127.0.0.1:$DB_PORT (log $DB_LOG)"
     touch "$DB_LOG"
     chown mysql:mysql "$DB_LOG"
@@ -362,7 +386,7 @@ start_slurmdbd() {
         stop_pid "$pidf" slurmdbd
     fi
     if [[ -z $(alive_pid "$pidf" slurmdbd) ]]; then
-        port_busy "$DBD_PORT" && die "port $DBD_PORT is taken by another process (another slurmdbd?); stop it first"
+        port_busy "$DBD_PORT" && port_taken "$DBD_PORT" "slurmdbd's"
         log "starting slurmdbd (log $logf)"
         started_at=$SECONDS
         setsid slurmdbd </dev/null >>"$logf" 2>&1 || die_log "slurmdbd failed to start" "$logf"
@@ -392,7 +416,7 @@ start_slurmctld() {
         stop_pid "$DIR/run/slurmd.pid" slurmd
         stop_pid "$pidf" slurmctld
     fi
-    port_busy "$CTLD_PORT" && die "port $CTLD_PORT is taken by another process (another slurmctld?); stop it first"
+    port_busy "$CTLD_PORT" && port_taken "$CTLD_PORT" "slurmctld's"
     log "starting slurmctld (log $logf)"
     STARTED_SLURM=1
     started_at=$SECONDS
@@ -407,7 +431,7 @@ slurmd_alive() { [[ -n $(alive_pid "$DIR/run/slurmd.pid" slurmd) ]]; }
 start_slurmd() {
     local pidf=$DIR/run/slurmd.pid logf=$DIR/log/slurmd.log
     if [[ -n $(alive_pid "$pidf" slurmd) ]]; then return 0; fi
-    port_busy "$SLURMD_PORT" && die "port $SLURMD_PORT is taken by another process (another slurmd?); stop it first"
+    port_busy "$SLURMD_PORT" && port_taken "$SLURMD_PORT" "slurmd's"
     log "starting slurmd (log $logf)"
     STARTED_SLURM=1
     started_at=$SECONDS
@@ -477,8 +501,14 @@ other=""
 if [[ -f $SLURM_CONF_FILE ]]; then # absent on a machine where SLURM was just installed
     other=$(sed -n 's/^# Written by evseg .*(state in \(.*\))\..*/\1/p' "$SLURM_CONF_FILE" | head -n1)
 fi
-if [[ -n $other && $other != "$DIR" && -n $(alive_pid "$other/run/slurmctld.pid" slurmctld) ]]; then
-    die "another evseg cluster (EVSEG_SLURM_DIR=$other) is running; stop it first: EVSEG_SLURM_DIR=$other bash ${BASH_SOURCE[0]%/*}/stop_cluster.sh"
+if [[ -n $other && $other != "$DIR" ]]; then
+    alive=()
+    for daemon in run/slurmctld.pid:slurmctld run/slurmd.pid:slurmd run/slurmdbd.pid:slurmdbd \
+        run/mysqld/mariadb.pid:mariadbd; do
+        pid=$(alive_pid "$other/${daemon%:*}" "${daemon#*:}")
+        [[ -z $pid ]] || alive+=("${daemon#*:} (pid $pid)")
+    done
+    ((${#alive[@]} == 0)) || die "another evseg cluster (EVSEG_SLURM_DIR=$other, in $SLURM_CONF_FILE) is running: ${alive[*]}. One cluster per machine: use it (EVSEG_SLURM_DIR=$other) or stop it first: EVSEG_SLURM_DIR=$other bash ${BASH_SOURCE[0]%/*}/stop_cluster.sh"
 fi
 
 mkdir -p "$DIR"/{run,log,state/ctld,state/slurmd,etc}

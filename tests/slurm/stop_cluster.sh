@@ -17,6 +17,11 @@ esac
 
 log() { printf '[stop_cluster] %s\n' "$*"; }
 
+# not while a start_cluster.sh (from any clone) is starting daemons
+# shellcheck source=tests/slurm/lock.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lock.sh"
+run_locked "$@"
+
 # shellcheck source=tests/slurm/pids.sh
 source "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 
