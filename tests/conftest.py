@@ -8,9 +8,10 @@ import torch
 
 from evseg.events.writer import write_events_h5
 
-# Every test starts from its own seed (torch, numpy's global generator, random), derived from its id, so that its
-# random draws do not depend on which tests ran before it; EVSEG_TEST_SEED shifts all of them (to check that a
-# test passes for other draws). A failing test's report names its seed and torch's thread count.
+# Every test function starts from its own seed (torch, numpy's global generator, random), derived from its id, so
+# that the draws in its body do not depend on which tests ran before it (module- and session-scoped fixtures are
+# set up before it and seed themselves); EVSEG_TEST_SEED shifts all of them (to check that a test passes for
+# other draws). A failing test's report names its seed and torch's thread count.
 SEED_SHIFT = int(os.environ.get("EVSEG_TEST_SEED", "0"))
 
 

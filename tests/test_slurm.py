@@ -9,6 +9,7 @@ cluster that cannot start is a failure.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -45,7 +46,7 @@ def cluster():
     The start script runs even when a cluster is up (0.7 s then): it restarts one whose configuration is older
     than the script's (e.g. without the stand-in GPUs)."""
     if os.geteuid() == 0 and shutil.which("apt-get") is not None:
-        done = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=900)
+        done = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=1200)
         assert done.returncode == 0, f"{START} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     elif not cluster_is_up():
         if os.environ.get("CI") == "true":
@@ -148,50 +149,58 @@ def test_a_failing_job_fails_the_workflow_and_shows_its_log(tiny_run):
 # the start script whatever state an earlier run, another clone or a second test suite left
 
 
+MACHINE_LOCK = Path("/run/lock/evseg-slurm.lock")  # tests/slurm/lock.sh's default
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the start script runs as root only")
+
+
 def start_script(script: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **env})
 
 
-def test_start_from_another_clone_while_up_and_two_at_once(cluster, tmp_path):
-    """A second clone's script (another path) finds the cluster up and leaves it as it is, also when two start
-    at the same moment (they take turns on the machine-wide lock)."""
+@needs_root
+def test_a_start_from_another_clone_waits_for_one_in_progress_then_finds_the_cluster_up(cluster, tmp_path):
+    """A second clone's script (another path) waits while another start holds the machine-wide lock (a second
+    test suite starting the cluster), then finds the cluster up and leaves it as it is."""
     other = tmp_path / "clone/tests/slurm"
     shutil.copytree(START.parent, other)
-    runs = [subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for script in (other / "start_cluster.sh", START)]
-    for run in runs:
+    with open(MACHINE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a start in progress elsewhere
+        run = subprocess.Popen(["bash", str(other / "start_cluster.sh")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        waited = run.poll() is None
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    try:
         out, err = run.communicate(timeout=300)
-        assert run.returncode == 0, out + err
-        assert "cluster 'evseg' up" in out and "starting" not in out, out  # nothing restarted
+    finally:
+        run.kill()
+    assert waited and run.returncode == 0, out + err
+    assert f"waiting (at most 900s) for the other start/stop that holds {MACHINE_LOCK}" in out
+    assert "cluster 'evseg' up" in out and "starting" not in out, out  # nothing restarted
     assert cluster_is_up()
 
 
+@needs_root
 def test_a_second_cluster_is_refused_with_what_runs_and_how_to_stop_it(cluster, tmp_path):
     state = tmp_path / "second-cluster"
     done = start_script(START, EVSEG_SLURM_DIR=str(state))
     assert done.returncode == 1
     assert "another evseg cluster (EVSEG_SLURM_DIR=" in done.stderr and "slurmctld (pid " in done.stderr
-    assert "stop_cluster.sh" in done.stderr
+    assert f"bash {START.parent}/stop_cluster.sh" in done.stderr
     assert not state.exists()  # refused before it made anything
     assert cluster_is_up()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="start_cluster.sh runs as root only")
+@needs_root
 def test_a_start_that_waits_too_long_for_the_lock_says_who_holds_it(tmp_path):
-    lock = tmp_path / "evseg-slurm.lock"
+    lock_path = tmp_path / "evseg-slurm.lock"
     (tmp_path / "evseg-slurm.lock.owner").write_text("start_cluster.sh in /elsewhere (pid 1234)\n")
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"])
-    try:
-        for _ in range(100):  # until the holder has the lock
-            if subprocess.run(["flock", "-n", str(lock), "true"]).returncode:
-                break
-            time.sleep(0.05)
-        done = start_script(START, EVSEG_SLURM_LOCK=str(lock), EVSEG_SLURM_LOCK_WAIT="1")
-    finally:
-        holder.kill()
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = start_script(START, EVSEG_SLURM_LOCK=str(lock_path), EVSEG_SLURM_LOCK_WAIT="1")
     assert done.returncode == 75, done.stdout + done.stderr
-    assert f"waiting (at most 1s) for the other start/stop that holds {lock}" in done.stdout
+    assert f"waiting (at most 1s) for the other start/stop that holds {lock_path}" in done.stdout
     assert "held for more than 1s by: start_cluster.sh in /elsewhere (pid 1234)" in done.stderr
 
 
@@ -214,5 +223,6 @@ def test_pid_files_of_dead_or_other_processes_are_not_daemons(tmp_path):
             capture_output=True, text=True, check=True).stdout.strip()
     finally:
         sleeper.kill()
+        sleeper.wait()
     assert found == {"alive": str(sleeper.pid), "other_program": "", "dead": "", "garbage": "", "empty": "",
                      "missing": ""}

@@ -1,17 +1,21 @@
 """How much of PSA's result is the mask generator? PSA with the run's SAM against PSA with perfect masks.
 
 PSA (SeCo's pixel semantic aggregation) can only be as good as the masks it aggregates over. On the synthetic
-benchmark the renderer knows every segment of the target training drives, so the script runs PSA's own code
-(``refine_label``) on the run's pixel pseudo-labels twice per class partition (``psa.partition``):
+benchmark the ground truth of the target training drives is known, so the script runs PSA's own code
+(``refine_label``) on the run's pixel pseudo-labels under each class partition (``psa.partition``: seco and
+secov2):
 
-- with the run's SAM (``psa.sam``: the checkpoint, or the one ``train_sam`` made) and its automatic mask
-  generator settings, as the ``psa`` rule does;
-- with the renderer's segments as the masks: every 8-connected component of each class of the ground-truth
-  label is one automatic mask, and a thing prompt gets the segment under its first point.
+- with the run's SAM (``psa.sam``: the checkpoint, or the one ``train_sam`` made, on ``psa.sam.device``), its
+  automatic mask generator settings and the reconstructed frames, as the ``psa`` rule runs it with
+  ``psa.image: reconstruction``;
+- with the ground truth's segments as the masks (every 8-connected component of each class of the label is one
+  automatic mask, so touching objects of one class are one segment), and a thing prompt gets the segment under
+  its first point.
 
-and prints coverage and mIoU / pixel accuracy on the labelled pixels, as ``psa/quality.json`` counts them. The
-second row is a ceiling that reads the ground truth: a diagnostic for the synthetic benchmark, never a PSA
-backend. Run after ``make run`` (it needs the run's pseudo_label and reconstruct outputs):
+It prints coverage and mIoU / pixel accuracy on the labelled pixels, as ``psa/quality.json`` counts them. The
+perfect-mask rows read the ground truth: a diagnostic for the synthetic benchmark, never a PSA backend. With
+``secov2`` they bound what better masks could give; with ``seco`` they show what the thing prompts do with a
+teacher's wrong object labels. Run after ``make run`` (it needs the run's pseudo_label and reconstruct outputs):
 
     .venv/bin/python tests/benchmarks/psa_mask_ceiling.py --config configs/default.yaml
 """
@@ -29,6 +33,7 @@ from snakemake.utils import validate
 
 from evseg.adapt.data import InputSpec, TargetSamples
 from evseg.data.classes import NUM_CLASSES_TO_SET
+from evseg.recon.methods import pick_device
 from evseg.refine.labels import RefinementQuality, read_label
 from evseg.refine.proposals import PsaSettings, SamProposals, refine_label
 from evseg.refine.psa import THING_CLASSES, class_partition
@@ -38,7 +43,7 @@ from evseg.refine.sam_training import segment_map
 REPO = Path(__file__).resolve().parents[2]
 
 
-class RendererSegments:
+class GroundTruthSegments:
     """The ground truth's segments as PSA's masks (``truth`` is set per sample before ``refine_label``)."""
 
     truth: np.ndarray
@@ -70,7 +75,9 @@ class SameStuffMasks:
         return self.masks
 
     def things(self, image: np.ndarray, prompts: list) -> list[np.ndarray]:
-        self.stuff(image)  # sets the image embedding the prompts are decoded from
+        # the prompts are decoded from the image embedding of the last stuff() call, which SamMasks'
+        # SharedEmbeddingPredictor keeps: the cache must hold the same image
+        assert image.tobytes() == self.key, "things() of an image whose automatic masks were not asked last"
         return self.proposals.things(image, prompts)
 
 
@@ -97,6 +104,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
     dsec, psa = config["dsec"], config["psa"]
+    if psa["backend"] != "sam" or psa["image"] != "reconstruction":
+        raise SystemExit(f"{args.config}: this diagnostic runs PSA with SAM on the reconstructions "
+                         f"(psa.backend sam, psa.image reconstruction), not {psa['backend']} on {psa['image']}")
     results = Path("results") / config["run"]
     sequences = dsec["sequences"]["train"]
     samples = TargetSamples.from_folders(
@@ -110,16 +120,16 @@ def main() -> None:
                                           psa["unclip_ratio"], psa["min_class_pixels"], psa["min_component_pixels"],
                                           psa["purity_radius"], psa["unassigned"] == "keep")
     checkpoint = sam_checkpoint(config, results)
-    backends = {"renderer's segments": RendererSegments(),
-                f"SAM {checkpoint}": SameStuffMasks(SamProposals(load_sam(checkpoint, psa["sam"]["variant"]),
-                                                                 **psa["sam"]["amg"]))}
+    sam = load_sam(checkpoint, psa["sam"]["variant"], device=pick_device(psa["sam"]["device"]))
+    backends = {"ground-truth segments": GroundTruthSegments(),
+                f"SAM {checkpoint}": SameStuffMasks(SamProposals(sam, **psa["sam"]["amg"]))}
     quality = {(b, p): RefinementQuality(dsec["num_classes"]) for b in backends for p in settings}
     start = time.time()
     for i in range(len(samples)):
         name, index = samples.samples[i]
         label = read_label(results / f"pseudo_label/train/{name}/{index:06d}.png", samples.label_size)
         truth, image = samples.label(i), samples.reconstruction(i)
-        backends["renderer's segments"].truth = truth
+        backends["ground-truth segments"].truth = truth
         for (backend, partition), tracker in quality.items():
             refined, _ = refine_label(label, image, backends[backend], settings[partition])
             tracker.update(label, refined, truth)

@@ -137,11 +137,11 @@ port_taken() { # PORT WHAT
     pid=${owner##*pid=}
     if [[ -n $pid ]]; then
         owner="${owner#*((\"}"
-        owner="process ${owner%%\"*} (pid $pid: $(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null | cut -c1-200))"
+        owner="process ${owner%%\"*} (pid $pid: $({ tr '\0' ' ' </proc/"$pid"/cmdline; } 2>/dev/null | cut -c1-200 || true))"
     else
         owner="another process"
     fi
-    die "port $1 ($2) is taken by $owner. If it is a daemon of an evseg cluster with another EVSEG_SLURM_DIR, stop that cluster: EVSEG_SLURM_DIR=<its dir> bash ${BASH_SOURCE[0]%/*}/stop_cluster.sh; otherwise stop that process"
+    die "port $1 ($2) is taken by $owner. If it is a daemon of an evseg cluster with another EVSEG_SLURM_DIR, stop that cluster: EVSEG_SLURM_DIR=<its dir> bash $(dirname "${BASH_SOURCE[0]}")/stop_cluster.sh; otherwise stop that process"
 }
 
 wait_for() { # WHAT LOGFILE PIDFILE COMM CHECK...   (CHECK is a command that succeeds once it is up)
@@ -501,14 +501,14 @@ other=""
 if [[ -f $SLURM_CONF_FILE ]]; then # absent on a machine where SLURM was just installed
     other=$(sed -n 's/^# Written by evseg .*(state in \(.*\))\..*/\1/p' "$SLURM_CONF_FILE" | head -n1)
 fi
-if [[ -n $other && $other != "$DIR" ]]; then
+if [[ -n $other && $(realpath -m "$other") != $(realpath -m "$DIR") ]]; then
     alive=()
     for daemon in run/slurmctld.pid:slurmctld run/slurmd.pid:slurmd run/slurmdbd.pid:slurmdbd \
         run/mysqld/mariadb.pid:mariadbd; do
         pid=$(alive_pid "$other/${daemon%:*}" "${daemon#*:}")
         [[ -z $pid ]] || alive+=("${daemon#*:} (pid $pid)")
     done
-    ((${#alive[@]} == 0)) || die "another evseg cluster (EVSEG_SLURM_DIR=$other, in $SLURM_CONF_FILE) is running: ${alive[*]}. One cluster per machine: use it (EVSEG_SLURM_DIR=$other) or stop it first: EVSEG_SLURM_DIR=$other bash ${BASH_SOURCE[0]%/*}/stop_cluster.sh"
+    ((${#alive[@]} == 0)) || die "another evseg cluster (EVSEG_SLURM_DIR=$other, in $SLURM_CONF_FILE) is running: ${alive[*]}. One cluster per machine: use it (EVSEG_SLURM_DIR=$other) or stop it first: EVSEG_SLURM_DIR=$other bash $(dirname "${BASH_SOURCE[0]}")/stop_cluster.sh"
 fi
 
 mkdir -p "$DIR"/{run,log,state/ctld,state/slurmd,etc}

@@ -17,6 +17,7 @@ esac
 
 log() { printf '[stop_cluster] %s\n' "$*"; }
 
+[[ $(id -u) -eq 0 ]] || { echo "[stop_cluster] ERROR: must run as root (the daemons run as root)" >&2; exit 1; }
 # not while a start_cluster.sh (from any clone) is starting daemons
 # shellcheck source=tests/slurm/lock.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lock.sh"
