@@ -34,7 +34,8 @@ THING_CLASSES: dict[str, dict[str, tuple[int, ...]]] = {
 }
 
 
-def class_partition(class_set: str, num_classes: int, partition: str = "seco") -> tuple[tuple[int, ...], tuple[int, ...]]:
+def class_partition(class_set: str, num_classes: int,
+                    partition: str = "seco") -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(stuff, things) class ids of ``class_set`` under ``partition`` (seco or secov2); stuff is every class that
     is not a thing."""
     if partition not in THING_CLASSES:
