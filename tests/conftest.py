@@ -15,11 +15,8 @@ from evseg.events.writer import write_events_h5
 SEED_SHIFT = int(os.environ.get("EVSEG_TEST_SEED", "0"))
 
 
-def test_seed(nodeid: str) -> int:
+def seed_of(nodeid: str) -> int:
     return (zlib.crc32(nodeid.encode()) + SEED_SHIFT) % 2**32
-
-
-test_seed.__test__ = False  # not a test
 
 
 def pytest_report_header(config):
@@ -30,7 +27,7 @@ def pytest_report_header(config):
 @pytest.fixture(autouse=True)
 def seeded_and_threads_restored(request):
     """Seeds the test; afterwards gives torch back its thread count (stages called in-process set theirs)."""
-    seed, threads = test_seed(request.node.nodeid), torch.get_num_threads()
+    seed, threads = seed_of(request.node.nodeid), torch.get_num_threads()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
