@@ -20,10 +20,16 @@ $(INSTALLED): envs/requirements.txt envs/constraints.txt pyproject.toml
 run: $(INSTALLED)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG)
 	@run=results/$$($(PY) -c "import yaml; print(yaml.safe_load(open('$(CONFIG)')).get('run', 'demo'))"); \
+	pipeline=$$($(PY) -c "import yaml; print(yaml.safe_load(open('$(CONFIG)')).get('pipeline', 'hpl_ess'))"); \
 	$(VENV)/bin/snakemake --quiet all --report $$run/report.html --configfile $(CONFIG) && \
-	echo "Report (curves, per-class IoU, confusion matrices, pseudo-label quality, pictures): $$run/report.html"; \
+	echo "Report (the run's figures and pictures, captioned): $$run/report.html"; \
+	if [ "$$pipeline" = cmda ]; then \
+	echo "Summary (18-class test mIoU of every model and seed, and per output): $$run/cmda/summary.csv, summary_means.csv"; \
+	echo "Pictures: $$run/cmda/evaluate/*/seed*/panels.png"; \
+	else \
 	echo "Summary (test mIoU of every model, pseudo-label quality after each step): $$run/evaluate/summary.csv"; \
-	echo "Pictures: $$run/evaluate/*/seed*/panels.png, $$run/psa/pictures.png, $$run/scc/pictures.png, $$run/inspect/"
+	echo "Pictures: $$run/evaluate/*/seed*/panels.png, $$run/psa/pictures.png, $$run/scc/pictures.png, $$run/inspect/"; \
+	fi
 
 test: $(INSTALLED)
 	$(PY) -m pytest
@@ -36,4 +42,4 @@ lint: $(INSTALLED)
 	$(VENV)/bin/snakefmt --check Snakefile rules/
 
 clean-demo:
-	rm -rf data/synthetic results/demo
+	rm -rf data/synthetic results/demo data/synthetic_cmda results/cmda_demo

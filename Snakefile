@@ -17,11 +17,18 @@ include: "rules/train.smk"
 include: "rules/refine.smk"
 include: "rules/semi.smk"
 include: "rules/report.smk"
+include: "rules/cmda.smk"
 
 
 rule all:
     input:
-        inspect_outputs(),
-        reconstruct_outputs(),
-        f"{RESULTS}/evaluate/summary.csv",
-        report_figure_outputs().values(),
+        (
+            cmda_outputs()
+            if PIPELINE == "cmda"
+            else [
+                inspect_outputs(),
+                reconstruct_outputs(),
+                f"{RESULTS}/evaluate/summary.csv",
+                report_figure_outputs().values(),
+            ]
+        ),

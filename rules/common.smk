@@ -19,14 +19,17 @@ os.environ.update(
 sys.path.insert(0, workflow.basedir)
 
 from evseg.fetch.manifest import (
-    CITYSCAPES_ARCHIVES,
     archives,
+    cityscapes_archives,
     dsec_archive_names,
+    manifest,
+    night_archive_names,
     placed_by_hand,
     weights,
 )
 
 RUN = config["run"]
+PIPELINE = config["pipeline"]
 RESULTS = f"results/{RUN}"
 DSEC_ROOT = os.path.normpath(config["dsec"]["root"])
 CITYSCAPES_ROOT = os.path.normpath(config["cityscapes"]["root"])
@@ -37,8 +40,9 @@ DOWNLOADS = os.path.normpath(config["download"]["archives"])
 
 def check_config():
     """Consistency checks that the JSON schema cannot express."""
-    synthetic = {"dsec": f"{SYNTH}/dsec", "cityscapes": f"{SYNTH}/cityscapes"}
-    roots = {"dsec": DSEC_ROOT, "cityscapes": CITYSCAPES_ROOT}
+    target = "dsec_night" if PIPELINE == "cmda" else "dsec"
+    synthetic = {target: f"{SYNTH}/{target}", "cityscapes": f"{SYNTH}/cityscapes"}
+    roots = {target: os.path.normpath(config[target]["root"]), "cityscapes": CITYSCAPES_ROOT}
     if config["synthetic"]["enabled"]:
         # The synthesize rules own (and may delete) these folders: never let them point at real data.
         for name, root in roots.items():
@@ -48,6 +52,53 @@ def check_config():
                     f"(the synthesize rules write only under synthetic.root), not {root!r}. "
                     "Set synthetic.enabled: false to use a real dataset."
                 )
+    if config["download"]["enabled"] and config["synthetic"]["enabled"]:
+        raise ValueError(
+            "config: download.enabled and synthetic.enabled are both true; the download rules fetch "
+            "the real datasets, the synthesize rules write the demo's: enable one of them"
+        )
+    if PIPELINE == "cmda":
+        check_cmda_config()
+    else:
+        check_hpl_ess_config()
+
+
+def check_cmda_config():
+    """pipeline: cmda trains on RGB Cityscapes with 19 classes; the parts of HPL-ESS it does not have are off."""
+    if config["cityscapes"]["classes"] != "cityscapes19" or config["cityscapes"]["grayscale"]:
+        raise ValueError(
+            "config: pipeline cmda trains on RGB Cityscapes with its 19 classes: set cityscapes.classes: "
+            "cityscapes19 and cityscapes.grayscale: false"
+        )
+    if config["uda"]["feature_distance"]["weight"] > 0:
+        raise ValueError(
+            "config: CMDA trains without DAFormer's ImageNet feature distance, and evseg's CMDA step has "
+            "none: set uda.feature_distance.weight: 0"
+        )
+    if config["model"]["backbone"] not in [f"mit_b{i}" for i in range(6)]:
+        raise ValueError(
+            f"config: CMDA fuses MiT stages: model.backbone must be mit_b0 ... mit_b5, not "
+            f"{config['model']['backbone']!r}"
+        )
+    style = config["cmda"]["style_transfer"]
+    if style["enabled"] and not style["checkpoint"]:
+        raise ValueError(
+            "config: cmda.style_transfer.enabled needs cmda.style_transfer.checkpoint, CMDA's "
+            "cityscapes_ICD_to_dsec_EN.pth (placed by hand), or set enabled: false"
+        )
+    height, width = config["dsec_night"]["sensor_size"]
+    crop_h, crop_w = config["cmda"]["target_crop"]
+    if crop_h > height or crop_w > width or config["dsec_night"]["eval_height"] > height:
+        raise ValueError(
+            f"config: cmda.target_crop {[crop_h, crop_w]} and dsec_night.eval_height "
+            f"({config['dsec_night']['eval_height']}) must fit the sensor {[height, width]}"
+        )
+    seeds = config["train"]["seeds"]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"config: train.seeds has repeated seeds: {seeds}")
+
+
+def check_hpl_ess_config():
     recon = config["reconstruct"]
     if recon["train"]["enabled"]:
         if recon["method"] != "e2vid" or recon["checkpoint"]:
@@ -134,11 +185,6 @@ def check_config():
             "file matching psa.sam.variant) and set psa.sam.checkpoint to its path; "
             "psa.backend: superpixels needs no weights"
         )
-    if config["download"]["enabled"] and config["synthetic"]["enabled"]:
-        raise ValueError(
-            "config: download.enabled and synthetic.enabled are both true; the download rules fetch "
-            "the real datasets, the synthesize rules write the demo's: enable one of them"
-        )
     height, width = config["dsec"]["sensor_size"]
     if config["dsec"]["label_height"] > height:
         raise ValueError(
@@ -154,6 +200,7 @@ wildcard_constraints:
     split="train|test|simulated",
     seq="[A-Za-z0-9_]+",
     model="uda|source_only|semi",
+    cmda_model="source_only|fusion_source_only|image_only|fusion|fusion_l2_[a-z_+]+",
     seed="[0-9]+",
 
 
@@ -379,7 +426,8 @@ def checkpoint_paths():
     """Every weights file the config names (empty settings left out)."""
     sections = ("model", "pretrained"), ("reconstruct", "checkpoint"), ("scc", "pretrained")
     named = [config[section][key] for section, key in sections]
-    return [path for path in named + [config["psa"]["sam"]["checkpoint"]] if path]
+    named += [config["psa"]["sam"]["checkpoint"], config["cmda"]["style_transfer"]["checkpoint"]]
+    return [path for path in named if path]
 
 
 def weights_entry(wildcards):
@@ -392,9 +440,17 @@ def manual_source(wildcards):
 
 def download_entries():
     """Archive name (under download.archives) -> manifest entry, for everything this config may fetch."""
-    sequences = {split: config["dsec"]["sequences"][split] for split in SPLITS}
-    entries = archives(sequences, config["download"]["dsec_images"])
+    if PIPELINE == "cmda":
+        entries = archives({}, False, list(config["dsec_night"]["sequences"]))
+    else:
+        sequences = {split: config["dsec"]["sequences"][split] for split in SPLITS}
+        entries = archives(sequences, config["download"]["dsec_images"])
     return {name: entry.as_dict() for name, entry in entries.items()}
+
+
+def cityscapes_archive_inputs():
+    """CMDA's Image Motion-Extractor also needs leftImg8bit_sequence."""
+    return [f"{DOWNLOADS}/{name}" for name in cityscapes_archives(PIPELINE == "cmda")]
 
 
 def archive(path):
@@ -424,3 +480,103 @@ def alternatives(names):
 def dsec_sequence_inputs(wildcards):
     names = dsec_archive_names(wildcards.split, wildcards.seq, config["download"]["dsec_images"])
     return {role: f"{DOWNLOADS}/{name}" for role, name in names.items()}
+
+
+# --------------------------------------------------------------------------------------------------------
+# pipeline: cmda
+
+DSEC_NIGHT_ROOT = os.path.normpath(config["dsec_night"]["root"])
+
+
+def cmda_models():
+    """The configured models, then one fusion_l2_<variant> per entry of the L2 study."""
+    return list(config["cmda"]["models"]) + [f"fusion_l2_{v}" for v in config["cmda"]["l2_study"]]
+
+
+def cmda_variant(wildcards):
+    """What the model's name means: an event branch, adaptation, and the L2 variant."""
+    name = wildcards.cmda_model
+    if name.startswith("fusion_l2_"):
+        return {"events": True, "adapt": True, "l2": name.removeprefix("fusion_l2_")}
+    released = config["cmda"]["l2"]["variant"]
+    return {
+        "fusion": {"events": True, "adapt": True, "l2": released},
+        "image_only": {"events": False, "adapt": True, "l2": "none"},
+        "source_only": {"events": False, "adapt": False, "l2": "none"},
+        "fusion_source_only": {"events": True, "adapt": False, "l2": released},
+    }[name]
+
+
+def night_sequences():
+    return [f"{DSEC_NIGHT_ROOT}/{seq}" for seq in config["dsec_night"]["sequences"]]
+
+
+def train_cmda_inputs(wildcards):
+    variant = cmda_variant(wildcards)
+    inputs = {"cityscapes": CITYSCAPES_ROOT}
+    if config["model"]["pretrained"]:
+        inputs["pretrained"] = config["model"]["pretrained"]
+    if variant["adapt"]:
+        inputs["sequences"] = night_sequences()
+    if variant["events"] and config["cmda"]["style_transfer"]["enabled"]:
+        inputs["style"] = config["cmda"]["style_transfer"]["checkpoint"]
+    return inputs
+
+
+CMDA_PARAMS = {
+    key: value for key, value in config["cmda"].items() if key not in ("models", "l2_study")
+}
+
+
+def cmda_evaluate_outputs():
+    return [
+        f"{RESULTS}/cmda/evaluate/{model}/seed{seed}/metrics.json"
+        for model in cmda_models()
+        for seed in config["train"]["seeds"]
+    ]
+
+
+def cmda_l2_study_inputs(wildcards):
+    """The L2 variants' and the baseline's (fusion) test metrics, and the variants' training logs."""
+    seeds, variants = config["train"]["seeds"], config["cmda"]["l2_study"]
+    models = ["fusion"] + [f"fusion_l2_{v}" for v in variants]
+    return {
+        "metrics": [
+            f"{RESULTS}/cmda/evaluate/{m}/seed{s}/metrics.json" for m in models for s in seeds
+        ],
+        "training": [
+            f"{RESULTS}/cmda/train/fusion_l2_{v}/seed{s}/metrics.csv"
+            for v in variants
+            for s in seeds
+        ],
+    }
+
+
+def cmda_outputs():
+    outputs = [f"{RESULTS}/cmda/summary.csv"]
+    if config["cmda"]["l2_study"]:
+        outputs += [f"{RESULTS}/cmda/l2_study.csv", f"{RESULTS}/cmda/l2_terms.png"]
+    return outputs
+
+
+NIGHT_ARCHIVE = os.path.normpath(config["download"]["night_archive"])
+
+
+def missing_night_sequences():
+    return [
+        seq
+        for seq in config["dsec_night"]["sequences"]
+        if not os.path.exists(f"{DSEC_NIGHT_ROOT}/{seq}")
+    ]
+
+
+def night_sequence_inputs(wildcards):
+    names = night_archive_names(wildcards.seq)
+    return {
+        **{role: f"{DOWNLOADS}/{name}" for role, name in names.items()},
+        "night_archive": NIGHT_ARCHIVE,
+    }
+
+
+def night_archive_source():
+    return manifest()["night_archive"]

@@ -83,9 +83,43 @@ if config["download"]["enabled"]:
         script:
             "../stages/dsec_sequence.py"
 
+    rule night_sequence:
+        input:
+            unpack(night_sequence_inputs),
+        output:
+            directory(f"{DSEC_NIGHT_ROOT}/{{seq}}"),
+        log:
+            f"{DOWNLOADS}/logs/night_sequence/{{seq}}.log",
+        wildcard_constraints:
+            seq=alternatives(missing_night_sequences()),
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("unpack")["threads"]
+        resources:
+            mem_mb=resources_of("unpack")["mem_mb"],
+            runtime=resources_of("unpack")["runtime"],
+            gpu=resources_of("unpack")["gpu"],
+        script:
+            "../stages/night_sequence.py"
+
+    rule place_night_archive:
+        output:
+            directory(NIGHT_ARCHIVE),
+        log:
+            f"{DOWNLOADS}/logs/place_night_archive.log",
+        params:
+            source=night_archive_source(),
+        run:
+            message = (
+                f"{output[0]} (the DSEC Night-Semantic labels and warped frames) is missing and cannot be "
+                f"downloaded by a script. Get it from {params.source}"
+            )
+            Path(log[0]).write_text(message + "\n")
+            raise WorkflowError(message)
+
     rule unpack_cityscapes:
         input:
-            archives=[f"{DOWNLOADS}/{name}" for name in CITYSCAPES_ARCHIVES],
+            archives=cityscapes_archive_inputs(),
         output:
             directory("{cityscapes_root}"),
         log:

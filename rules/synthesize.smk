@@ -47,3 +47,25 @@ if config["synthetic"]["enabled"]:
             seed=lambda wildcards: synthetic_seed(f"dsec/{wildcards.split}/{wildcards.seq}"),
         script:
             "../stages/synthesize_dsec.py"
+
+    rule synthesize_dsec_night:
+        output:
+            directory(f"{SYNTH}/dsec_night/{{seq}}"),
+        log:
+            f"{SYNTH}/logs/synthesize_dsec_night/{{seq}}.log",
+        benchmark:
+            f"{SYNTH}/benchmarks/synthesize_dsec_night/{{seq}}.tsv"
+        conda:
+            "../envs/evseg.yaml"
+        threads: resources_of("synthesize_dsec_night")["threads"]
+        resources:
+            mem_mb=resources_of("synthesize_dsec_night")["mem_mb"],
+            runtime=resources_of("synthesize_dsec_night")["runtime"],
+            gpu=resources_of("synthesize_dsec_night")["gpu"],
+        params:
+            cfg=config["synthetic"]["dsec_night"],
+            sensor_size=config["dsec_night"]["sensor_size"],
+            train_start=lambda wildcards: config["dsec_night"]["sequences"][wildcards.seq],
+            seed=lambda wildcards: synthetic_seed(f"dsec_night/{wildcards.seq}"),
+        script:
+            "../stages/synthesize_dsec_night.py"

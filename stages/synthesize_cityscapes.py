@@ -15,7 +15,8 @@ def main(input, output, params, threads):
     width, height = params.cfg["size"]
     for split, count in params.cfg["images"].items():
         logging.info("rendering %d %s images of %dx%d", count, split, width, height)
-        write_cityscapes_split(tmp, split, count, (width, height), seed=params.seeds[split])
+        write_cityscapes_split(tmp, split, count, (width, height), seed=params.seeds[split],
+                               previous_frames=params.cfg["previous_frames"])
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
 

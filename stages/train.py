@@ -15,25 +15,12 @@ import yaml
 from evseg import distributed
 from evseg.adapt.data import InputSpec, SourceImages, StepBatches, TargetSamples, read_ids
 from evseg.adapt.inference import save_model_file
-from evseg.adapt.rcs import RareClassSampler, scaled_min_pixels
+from evseg.adapt.rcs import rare_class_sampler
 from evseg.adapt.trainer import METRICS, train
 from evseg.errors import DataError
 from evseg.models import build_segmentor
 from evseg.recon.methods import pick_device
 from evseg.stage import as_list, run_stage
-
-CITYSCAPES_AREA = 2048 * 1024  # DAFormer's min_pixels refer to full-size labels
-
-
-def rare_class_sampler(source: SourceImages, rcs: dict, num_classes: int):
-    """DAFormer's rare-class sampling, with min_pixels scaled to the resized source images."""
-    pixels = source.class_pixels(num_classes)
-    height, width = source.get(0)[1].shape
-    min_pixels = scaled_min_pixels(rcs["min_pixels"], CITYSCAPES_AREA, height * width)
-    sampler = RareClassSampler(pixels, temperature=rcs["temperature"], min_pixels=min_pixels)
-    logging.info("rare-class sampling: P(c) = %s", [round(float(p), 3) for p in sampler.class_probabilities])
-    return sampler, int(min_pixels * rcs["min_crop_ratio"])
-
 
 def main(input, output, params, threads):
     torch.set_num_threads(threads)

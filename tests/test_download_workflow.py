@@ -181,3 +181,34 @@ def test_paper_config_dry_runs(tmp_path, name):
     assert not DATA_RULES & set(jobs)
     assert jobs["train_uda"] == len(config["train"]["seeds"]) and jobs["reconstruct"] == sequences
     assert ({"psa", "scc", "split", "train_semi"} <= set(jobs)) == seco
+
+
+def test_cmda_paper_config_dry_runs(tmp_path):
+    """configs/cmda_dsec_night.yaml: what it fetches, what must be placed by hand, and the training plan once the
+    data is in place."""
+    config_path = REPO / "configs/cmda_dsec_night.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    sequences = list(config["dsec_night"]["sequences"])
+    empty = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config_path)).stdout
+    jobs = jobs_of(empty)
+    assert jobs["download"] == 3 * len(sequences) + 3  # events, frames, timestamps; 3 Cityscapes packages
+    assert "leftImg8bit_sequence_trainvaltest.zip" in empty
+    assert jobs["place_by_hand"] == 2 and "mit_b5.pth" in empty and "cityscapes_ICD_to_dsec_EN.pth" in empty
+    assert jobs["place_night_archive"] == 1 and jobs["night_sequence"] == len(sequences)
+    runs = len(config["cmda"]["models"]) * len(config["train"]["seeds"])
+    assert jobs["train_cmda"] == jobs["evaluate_cmda"] == runs == 12
+
+    for seq in sequences:  # the real layout, empty files
+        seq_dir = tmp_path / config["dsec_night"]["root"] / seq
+        for folder in ("events/left", "images/left/rectified", "warp_images", "labels"):
+            (seq_dir / folder).mkdir(parents=True)
+        for name in ("events/left/events.h5", "events/left/rectify_map.h5", "images/timestamps.txt"):
+            (seq_dir / name).touch()
+    for kind in ("leftImg8bit", "gtFine", "leftImg8bit_sequence"):
+        (tmp_path / config["cityscapes"]["root"] / kind / "train").mkdir(parents=True)
+    for path in (config["model"]["pretrained"], config["cmda"]["style_transfer"]["checkpoint"]):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    jobs = jobs_of(snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config_path)).stdout)
+    assert not (DATA_RULES | {"night_sequence", "place_night_archive"}) & set(jobs)
+    assert jobs == {"train_cmda": runs, "evaluate_cmda": runs, "cmda_summary": 1, "all": 1}

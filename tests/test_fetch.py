@@ -14,7 +14,7 @@ import pytest
 from evseg.errors import DataError
 from evseg.fetch import archives, auth, http
 from evseg.fetch.archives import extract, unpack_all
-from evseg.fetch.dsec import assemble_sequence
+from evseg.fetch.dsec import assemble_night_sequence, assemble_sequence
 from evseg.fetch.http import FetchError, download
 from evseg.fetch.manifest import manifest, placed_by_hand, weights, with_mirrors
 from tests.http_server import FileServer
@@ -372,6 +372,28 @@ def test_dsec_sequence_is_assembled_whole_or_not_at_all(tmp_path):
         with pytest.raises(DataError, match=message):
             assemble_sequence(tmp_path / "dsec/train" / seq, make_zip(tmp_path / "bad.zip", zip_entries), labels)
         assert leftovers(tmp_path / "dsec/train") == ["zurich_city_00_a"]  # no half-assembled folder
+
+
+def test_night_sequence_joins_dsec_files_and_the_authors_archive(tmp_path):
+    night = tmp_path / "DSEC_Night"
+    seq = night / "DSEC_Night/zurich_city_09_b"  # the archive's own top folder: found at any depth
+    (seq / "wrap_images").mkdir(parents=True)  # the misspelling of older copies
+    (seq / "wrap_images/000002.png").write_bytes(b"w")
+    (seq / "labels").mkdir()
+    (seq / "labels/zurich_city_09_b_000002_grey_gtFine_labelTrainIds.png").write_bytes(b"l")
+    events = make_zip(tmp_path / "ev.zip", {"events.h5": b"e", "rectify_map.h5": b"r"})
+    images = make_zip(tmp_path / "im.zip", {"000000.png": b"0", "000001.png": b"1"})
+    stamps = tmp_path / "stamps.txt"
+    stamps.write_text("10\n20\n")
+    destination = tmp_path / "dsec_night/zurich_city_09_b"
+    assemble_night_sequence(destination, events, images, stamps, night)
+    assert sorted(str(p.relative_to(destination)) for p in destination.rglob("*") if p.is_file()) == [
+        "events/left/events.h5", "events/left/rectify_map.h5", "images/left/rectified/000000.png",
+        "images/left/rectified/000001.png", "images/timestamps.txt",
+        "labels/zurich_city_09_b_000002_grey_gtFine_labelTrainIds.png", "warp_images/000002.png"]
+    with pytest.raises(DataError, match="holds no folder zurich_city_09_c/ with warp_images"):
+        assemble_night_sequence(tmp_path / "dsec_night/zurich_city_09_c", events, images, stamps, night)
+    assert leftovers(tmp_path / "dsec_night") == ["zurich_city_09_b"]
 
 
 def test_unpack_space_check(tmp_path, monkeypatch):

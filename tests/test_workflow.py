@@ -74,7 +74,7 @@ def test_every_config_dry_runs_with_each_profile(tmp_path, config, profile):
     plan = snakemake(tmp_path, "-n", "--profile", str(REPO / "configs/profiles" / profile), "--configfile",
                      str(REPO / "configs" / config)).stdout
     jobs = job_resources(plan)
-    assert jobs and any(rule == "evaluate" for rule, _ in jobs)
+    assert jobs and any(rule in ("evaluate", "evaluate_cmda") for rule, _ in jobs)
     if profile == "slurm":  # GPU jobs go to the GPU partition: the profile lists every rule that may ask for one
         for rule, resources in jobs:
             uses_gpu = re.search(r"\bgpu=[1-9]", resources) is not None
@@ -282,3 +282,41 @@ def test_reconstruct_with_an_official_format_e2vid_checkpoint(tmp_path):
     missing = tiny_config_with(tmp_path / "no_weights.yaml", reconstruct={"method": "e2vid"})
     result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(missing), check=False)
     assert result.returncode != 0 and "E2VID_lightweight.pth.tar" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_cmda_end_to_end(tmp_path):
+    """pipeline: cmda on tests/configs/tiny_cmda.yaml: the synthetic night drive in the Night-Semantic layout, every
+    model (CMDA with 2 data-parallel processes), the evaluation, the summary and the L2 study."""
+    config = tmp_path / "tiny_cmda.yaml"
+    config.write_text((REPO / "tests/configs/tiny_cmda.yaml").read_text() + "resources:\n  train_cmda: {gpu: 2}\n")
+    gpus = {"EVSEG_GPUS": "0,1", "EVSEG_GPU_LOCKS": str(tmp_path / "locks")}
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), env=gpus)
+    night = tmp_path / "data/synthetic_cmda/dsec_night/night_00"
+    assert len(list((night / "warp_images").glob("*.png"))) == 30  # 1.5 s at 20 Hz
+    assert sorted(p.name[9:15] for p in (night / "labels").glob("*.png")) == ["000002", "000004", "000006"]
+    assert (tmp_path / "data/synthetic_cmda/cityscapes/leftImg8bit_sequence/train").is_dir()
+    results = tmp_path / "results/tiny_cmda/cmda"
+    summary = pd.read_csv(results / "summary.csv")
+    assert list(summary.model) == ["source_only", "fusion_source_only", "image_only", "fusion",
+                                   "fusion_l2_rgb_st+events_st"]
+    assert list(summary.output) == ["image", "fusion", "image", "fusion", "fusion"]
+    assert (summary.samples == 3).all()
+    metrics = json.loads((results / "evaluate/fusion/seed0/metrics.json").read_text())
+    confusion = np.load(results / "evaluate/fusion/seed0/confusion.npy")
+    labels = [cv2.imread(str(night / f"labels/night_00_{f:06d}_grey_gtFine_labelTrainIds.png"),
+                         cv2.IMREAD_UNCHANGED)[:33] for f in (2, 4, 6)]
+    assert confusion.sum() == sum(int((label != 255).sum()) for label in labels)
+    per_class = pd.read_csv(results / "evaluate/fusion/seed0/per_class.csv")
+    ious = per_class[per_class["class"] != "truck"]["iou"].dropna()
+    assert metrics["miou"] == pytest.approx(ious.mean())  # the mean over the 18 classes, directly
+    assert set(metrics["miou_by_output"]) == {"fusion", "image", "events"}
+    assert "data-parallel training: 2 processes" in (tmp_path / "results/tiny_cmda/logs/train_cmda/fusion/seed0.log"
+                                                     ).read_text()
+    curves = pd.read_csv(results / "train/fusion_l2_rgb_st+events_st/seed0/metrics.csv")
+    assert {"l2_rgb_st", "l2_events_st", "loss_mix_fusion", "loss_source_isr"} <= set(curves.columns)
+    study = pd.read_csv(results / "l2_study.csv")
+    assert list(study.variant) == ["none", "rgb_st+events_st"] and study.delta_vs_baseline[0] == 0
+    assert (results / "l2_terms.png").stat().st_size > 5000
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout
+    shutil.rmtree(tmp_path / "data")

@@ -140,15 +140,21 @@ class SourceImages:
         """(images, classes) pixel counts at the resized resolution, for rare-class sampling."""
         return np.stack([np.bincount(self.get(i)[1].ravel(), minlength=256)[:num_classes] for i in range(len(self))])
 
-    def crop(self, rng: np.random.Generator, i: int, crop: tuple[int, int], cat_max_ratio: float,
-             rare_class: int | None = None, min_class_pixels: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        image, label = self.get(i)
+    def crop_box(self, rng: np.random.Generator, i: int, crop: tuple[int, int], cat_max_ratio: float,
+                 rare_class: int | None = None, min_class_pixels: int = 0) -> tuple[int, int, bool]:
+        """(top, left, flip) of a random crop of image ``i``."""
+        label = self.get(i)[1]
         for _ in range(10):  # rare-class sampling: re-draw the crop until it shows enough of the class
             top, left = random_crop_box(rng, label.shape, crop, label, cat_max_ratio)
             window = label[top: top + crop[0], left: left + crop[1]]
             if rare_class is None or (window == rare_class).sum() > min_class_pixels:
                 break
-        flip = bool(rng.random() < 0.5)
+        return top, left, bool(rng.random() < 0.5)
+
+    def crop(self, rng: np.random.Generator, i: int, crop: tuple[int, int], cat_max_ratio: float,
+             rare_class: int | None = None, min_class_pixels: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        image, label = self.get(i)
+        top, left, flip = self.crop_box(rng, i, crop, cat_max_ratio, rare_class, min_class_pixels)
         return (crop_pad(self.spec.image(image), top, left, crop, flip, 0.0),
                 crop_pad(label, top, left, crop, flip, IGNORE))
 

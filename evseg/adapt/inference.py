@@ -29,15 +29,20 @@ def save_model_file(path: str | Path, student, teacher, model_cfg: dict, spec: I
                path)
 
 
-def load_model_file(path: str | Path, which: str = "student", device: torch.device | str = "cpu"):
-    """(network in eval mode, its InputSpec, the file's metadata). ``which``: student or teacher."""
+def read_model_state(path: str | Path, file_format: str, which: str, written_by: str, where: str) -> dict:
+    """The dict of a ``model.pt`` of ``file_format`` that holds ``which`` (student or teacher) weights."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise DataError(path, "is not a model file written by evseg's train rules",
-                        "point the rule at results/<run>/train/<model>/seed<seed>/model.pt")
+    if not isinstance(state, dict) or state.get("format") != file_format:
+        raise DataError(path, f"is not a model file written by evseg's {written_by}", f"point the rule at {where}")
     if state.get(which) is None:
         raise DataError(path, f"holds no {which} weights (a source-only model has no teacher)",
                         "use the student, or a model trained with adaptation")
+    return state
+
+
+def load_model_file(path: str | Path, which: str = "student", device: torch.device | str = "cpu"):
+    """(network in eval mode, its InputSpec, the file's metadata). ``which``: student or teacher."""
+    state = read_model_state(path, FORMAT, which, "train rules", "results/<run>/train/<model>/seed<seed>/model.pt")
     spec = InputSpec(**state["input"])
     cfg = state["model"]
     model = build_segmentor(cfg["backbone"], state["num_classes"], in_chans=spec.channels,

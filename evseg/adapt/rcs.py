@@ -10,8 +10,12 @@ crop (up to 10 crops holding > min_pixels*0.5 pixels of c) belongs to the data l
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
+
+CITYSCAPES_AREA = 2048 * 1024  # DAFormer's min_pixels refer to full-size labels
 
 
 def scaled_min_pixels(min_pixels_at_full: int, full_area: int, area: int) -> int:
@@ -55,3 +59,14 @@ class RareClassSampler:
         images = self.images_with_class[c]
         j = int(torch.randint(len(images), (1,), generator=generator))
         return c, int(images[j])
+
+
+def rare_class_sampler(source, rcs: dict, num_classes: int) -> tuple[RareClassSampler, int]:
+    """DAFormer's rare-class sampling of a source set (evseg.adapt.data.SourceImages), with ``min_pixels`` scaled
+    to its resized images; returns the sampler and the pixels of the class that a re-drawn crop must show."""
+    pixels = source.class_pixels(num_classes)
+    height, width = source.get(0)[1].shape
+    min_pixels = scaled_min_pixels(rcs["min_pixels"], CITYSCAPES_AREA, height * width)
+    sampler = RareClassSampler(pixels, temperature=rcs["temperature"], min_pixels=min_pixels)
+    logging.info("rare-class sampling: P(c) = %s", [round(float(p), 3) for p in sampler.class_probabilities])
+    return sampler, int(min_pixels * rcs["min_crop_ratio"])

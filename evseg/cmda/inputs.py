@@ -19,6 +19,7 @@ map repeated to 3 channels. Arrays are float32, (H, W).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from evseg.events.representations import voxel_grid
 
@@ -108,10 +109,61 @@ def content_extractor(gray: np.ndarray, shift_pixel: int, val_range: tuple[float
     return ((maps[0] + maps[1]) / 2).astype(np.float32)
 
 
-def event_image(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray, height: int, width: int) -> np.ndarray:
+def event_image(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray, height: int, width: int,
+                events_per_clip_unit: float = EVENTS_PER_CLIP_UNIT) -> np.ndarray:
     """CMDA's event input of one window: the one-bin voxel grid (polarity sums, bilinear in x and y), its
-    non-zero pixels standardised, then :func:`split_rescale` at 1.5 × events / 500,000."""
+    non-zero pixels standardised, then :func:`split_rescale` at events / ``events_per_clip_unit`` (released:
+    1.5 × events / 500,000 on the 640×480 sensor)."""
     grid = voxel_grid(x, y, t, p, 1, height, width, normalize=True)[0]
     if len(t) == 0:
         return grid
-    return split_rescale(grid, len(t) / EVENTS_PER_CLIP_UNIT)
+    return split_rescale(grid, len(t) / events_per_clip_unit)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the Content-Extractor on a batch of tensors (CMDA recomputes it on the augmented mixed image)
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # PIL's convert("L"), which the released code uses
+
+
+def _split_rescale_torch(change: torch.Tensor, clip: float) -> torch.Tensor:
+    """:func:`split_rescale` of each map of a (B, H, W) batch."""
+    def min_max(values):
+        low = values.amin(dim=(-2, -1), keepdim=True)
+        high = values.amax(dim=(-2, -1), keepdim=True)
+        span = high - low
+        return torch.where(span > 0, (values - low) / span.clamp_min(1e-30), torch.zeros_like(values)), span > 0
+
+    positive, _ = min_max(change.clamp(0, clip))
+    negative, varies = min_max(change.clamp(-clip, 0))
+    return positive + torch.where(varies, negative - 1, torch.zeros_like(negative))
+
+
+def content_extractor_batch(gray: torch.Tensor, shift_pixel: int, val_range: tuple[float, float], threshold: float,
+                            clip: float, rightward: torch.Tensor, downward: torch.Tensor) -> torch.Tensor:
+    """:func:`content_extractor` of a (B, H, W) batch of grayscale images in [0, 255], with a shift direction
+    per image (``rightward``, ``downward``: (B,) bool). Computed in float64, returned as float32."""
+    low, high = val_range
+    image = gray.double() / 255 * (high - low) + low
+    scale = float(np.log(high / low))
+    height, width = image.shape[-2:]
+    device = image.device
+    maps = []
+    for horizontal, sign in ((True, rightward), (False, downward)):
+        step = torch.where(sign.to(device), shift_pixel, -shift_pixel).view(-1, 1)
+        if horizontal:
+            cols = (torch.arange(width, device=device) - step).clamp(0, width - 1)  # (B, W)
+            moved = torch.gather(image, 2, cols[:, None, :].expand(-1, height, -1))
+        else:
+            rows = (torch.arange(height, device=device) - step).clamp(0, height - 1)  # (B, H)
+            moved = torch.gather(image, 1, rows[:, :, None].expand(-1, -1, width))
+        change = torch.log(moved) - torch.log(image)
+        change = torch.where(change.abs() <= threshold * scale, torch.zeros_like(change), change)
+        maps.append(_split_rescale_torch(change, clip * scale))
+    return ((maps[0] + maps[1]) / 2).float()
+
+
+def gray_of(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, H, W) gray in [0, 255]."""
+    weights = torch.tensor(GRAY_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * weights).sum(1) * 255

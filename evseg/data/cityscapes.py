@@ -58,6 +58,27 @@ class Cityscapes:
         gray = self.grayscale if grayscale is None else grayscale
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if gray else cv2.COLOR_BGR2RGB)
 
+    def previous_frame(self, i: int, gap: int = 1) -> np.ndarray:
+        """The frame ``gap`` frames before image ``i``, from ``leftImg8bit_sequence`` (RGB uint8, or gray as
+        :meth:`image`): CMDA's Image Motion-Extractor compares frames 18 and 19."""
+        path = self.image_paths[i]
+        city, seq, frame = path.name[: -len(IMAGE_SUFFIX)].rsplit("_", 2)
+        before = (self.root / "leftImg8bit_sequence" / path.parent.parent.name / path.parent.name
+                  / f"{city}_{seq}_{int(frame) - gap:06d}{IMAGE_SUFFIX}")
+        bgr = cv2.imread(str(before), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DataError(before, f"the frame {gap} before {path.name} is missing or unreadable",
+                            "unpack leftImg8bit_sequence_trainvaltest.zip into the Cityscapes root (it holds 30 "
+                            "frames around every labelled one)")
+        if bgr.shape[:2] != self.image_size(i):
+            raise DataError(before, f"is {bgr.shape[1]}x{bgr.shape[0]} pixels, but {path.name} is "
+                            f"{self.image_size(i)[1]}x{self.image_size(i)[0]}", "use the sequence archive of the "
+                            "same Cityscapes release")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if self.grayscale else cv2.COLOR_BGR2RGB)
+
+    def image_size(self, i: int) -> tuple[int, int]:
+        return self.image(i).shape[:2]
+
     def label(self, i: int) -> np.ndarray:
         return read_label_png(self.label_paths[i], LABEL_LUTS[self.classes.name], "Cityscapes labelIds",
                               f"the *{LABEL_SUFFIX} files of gtFine")

@@ -56,11 +56,24 @@ def dsec_archive_names(split: str, seq: str, images: bool) -> dict[str, str]:
 
 
 CITYSCAPES_ARCHIVES = ("cityscapes/gtFine_trainvaltest.zip", "cityscapes/leftImg8bit_trainvaltest.zip")
+CITYSCAPES_SEQUENCE_ARCHIVE = "cityscapes/leftImg8bit_sequence_trainvaltest.zip"
 
 
-def archives(sequences: dict[str, list[str]], images: bool) -> dict[str, Entry]:
+def cityscapes_archives(sequence_frames: bool) -> tuple[str, ...]:
+    """The Cityscapes packages to unpack; CMDA also needs the frames around every labelled one."""
+    return CITYSCAPES_ARCHIVES + ((CITYSCAPES_SEQUENCE_ARCHIVE,) if sequence_frames else ())
+
+
+def night_archive_names(seq: str) -> dict[str, str]:
+    """Role -> name (relative to download.archives) of a DSEC Night-Semantic sequence's public DSEC files: its
+    events and its rectified left frames with their timestamps (zurich_city_09_* are DSEC training sequences)."""
+    return {role: f"dsec/train/{seq}{suffix}" for role, suffix in DSEC_SUFFIXES.items()}
+
+
+def archives(sequences: dict[str, list[str]], images: bool, night_sequences: list[str] = ()) -> dict[str, Entry]:
     """Every file the download rule may fetch under download.archives, by its relative name (official URLs;
-    the download applies download.mirrors)."""
+    the download applies download.mirrors): the DSEC-Semantic ``sequences`` per split, or the DSEC files of
+    ``night_sequences``, and the Cityscapes packages."""
     spec = manifest()
     dsec, found = spec["dsec"], {}
     for split, names in sequences.items():
@@ -70,6 +83,9 @@ def archives(sequences: dict[str, list[str]], images: bool) -> dict[str, Entry]:
             for role in dsec_roles(images):
                 url = dsec[role].format(folder=folder, seq=seq)
                 found[f"dsec/{split}/{seq}{DSEC_SUFFIXES[role]}"] = Entry(url)
+    for seq in night_sequences:
+        for role, name in night_archive_names(seq).items():
+            found[name] = Entry(dsec[role].format(folder="train", seq=seq))
     for name, package in spec["cityscapes"]["packages"].items():
         found[f"cityscapes/{name}"] = _entry(package, auth="cityscapes")
     return found

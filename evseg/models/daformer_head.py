@@ -75,7 +75,9 @@ class DAFormerHead(nn.Module):
         nn.init.normal_(self.classifier.weight, mean=0.0, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
-    def forward(self, features: Sequence[Tensor]) -> Tensor:
+    def forward(self, features: Sequence[Tensor], dropout: bool = True) -> Tensor:
+        """Logits; ``dropout=False`` skips the classifier's Dropout2d also in training (CMDA's shared head
+        uses it on the image output only)."""
         if len(features) != len(self.embed):
             raise ValueError(f"DAFormerHead expects {len(self.embed)} feature maps, got {len(features)}")
         size = features[0].shape[-2:]
@@ -88,4 +90,4 @@ class DAFormerHead(nn.Module):
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             maps.append(x)
         x = self.fuse(torch.cat(maps, dim=1))
-        return self.classifier(self.dropout(x))
+        return self.classifier(self.dropout(x) if dropout else x)

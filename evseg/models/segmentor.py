@@ -23,7 +23,7 @@ from evseg.models.daformer_head import DAFormerHead
 from evseg.models.mit import (MIT_TO_TIMM, SEGFORMER_URL, check_state_dict_fits, load_state_dict_file,
                               mit_timm_kwargs, read_mit_checkpoint)
 
-__all__ = ["Segmentor", "build_segmentor"]
+__all__ = ["Segmentor", "build_backbone", "build_segmentor"]
 
 
 class Segmentor(nn.Module):
@@ -65,6 +65,14 @@ def build_segmentor(backbone: str, num_classes: int, in_chans: int = 3, pretrain
     """A segmentor on ``backbone`` ('mit_b0' ... 'mit_b5', or a timm model name supporting ``features_only``;
     its last four feature levels are used). ``pretrained`` is a file: the official MiT ImageNet file for
     mit_*, a timm-format state dict otherwise; without it the weights are random."""
+    encoder = build_backbone(backbone, in_chans, pretrained, drop_path_rate)
+    head = DAFormerHead(encoder.feature_info.channels(), num_classes, embed_dim=embed_dim)
+    return Segmentor(encoder, head, in_chans)
+
+
+def build_backbone(backbone: str, in_chans: int = 3, pretrained: str | Path | None = None,
+                   drop_path_rate: float = 0.1) -> nn.Module:
+    """The timm features-only encoder of :func:`build_segmentor` (a list of four stage maps, NCHW or NHWC)."""
     if backbone in MIT_TO_TIMM:
         timm_name, out_indices = MIT_TO_TIMM[backbone], (0, 1, 2, 3)
         model_kwargs = dict(mit_timm_kwargs(backbone, drop_path_rate), in_chans=in_chans, num_classes=0)
@@ -77,8 +85,7 @@ def build_segmentor(backbone: str, num_classes: int, in_chans: int = 3, pretrain
         encoder = timm.create_model(timm_name, features_only=True, out_indices=out_indices, **model_kwargs)
     else:
         encoder = _pretrained_backbone(backbone, timm_name, Path(pretrained), out_indices, model_kwargs)
-    head = DAFormerHead(encoder.feature_info.channels(), num_classes, embed_dim=embed_dim)
-    return Segmentor(encoder, head, in_chans)
+    return encoder
 
 
 def _pretrained_backbone(backbone: str, timm_name: str, path: Path, out_indices: tuple[int, ...],

@@ -11,6 +11,12 @@ Files, as the DSEC archives unpack them (``<split>/<seq>/``):
 - ``images/left/ev_inf/*.png`` with ``images/timestamps.txt``: the grayscale frames in the event camera's
   rectified view (the name DSEC tools use for images aligned with the event camera). They are the ground
   truth that event-to-image reconstruction is compared with.
+
+With ``layout="night_semantic"`` a drive is written as a DSEC Night-Semantic sequence instead
+(evseg.data.dsec_night): ``<seq>/`` holds the events, ``images/timestamps.txt`` (every frame),
+``warp_images/*.png`` (the night RGB frame in the event view, through evseg.synth.night_camera) and
+``labels/<seq>_NNNNNN_grey_gtFine_labelTrainIds.png`` (19 train ids, full frame) for the frames in
+``labelled_frames``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from evseg.events.writer import EventsH5Appender, write_rectify_map
 from evseg.synth.cityscapes import to_srgb8
 from evseg.synth.esim import EsimConfig, EventSimulator
 from evseg.synth.lens import radial_rectify_map
+from evseg.synth.night_camera import NightCamera, night_frame
 from evseg.synth.scene import Camera, pixel_grid, random_street, render
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # linear RGB to luminance
@@ -44,6 +51,9 @@ class DriveConfig:
     t_offset_us: int = 50_000_000_000  # DSEC-like: above 2**32, so clock arithmetic must be int64
     style: str = "day"  # DSEC-Semantic's drives are daytime; "night" for DSEC Night-Semantic-like data
     esim: EsimConfig = field(default_factory=EsimConfig)
+    layout: str = "semantic"  # or "night_semantic" (see the module docstring)
+    labelled_frames: tuple[int, ...] = ()  # night_semantic: the frames that get a label
+    night_camera: NightCamera = field(default_factory=NightCamera)
 
 
 def drive_pose(t: float, speed: float, lane_x: float, phase: float) -> tuple[float, float, float]:
@@ -60,7 +70,10 @@ def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progre
     height, width = cfg.sensor_size
     if cfg.render_fps % cfg.label_hz:
         raise ValueError("render_fps must be a multiple of label_hz so that labels fall on rendered frames")
+    if cfg.layout not in ("semantic", "night_semantic"):
+        raise ValueError(f"unknown layout {cfg.layout!r}: semantic or night_semantic")
     rng = np.random.default_rng(seed)
+    camera_noise = np.random.default_rng([seed, 1])  # its own draws: the events do not depend on the layout
     cam = Camera.for_resolution(width, height)
     rectify_map = radial_rectify_map(height, width, cam.fx)
     speed = rng.uniform(*cfg.speed_mps)
@@ -82,7 +95,13 @@ def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progre
             pending.append(simulator.step(sensor_rgb @ LUMA, t_us))
             if k > 0 and k % frames_per_label == 0:
                 rgb, train_ids = render(street, cam, pose, grid, t_s, cfg.style)
-                _write_label_frame(tmp, len(label_times), rgb @ LUMA, train_ids, cfg.label_height)
+                if cfg.layout == "semantic":
+                    _write_label_frame(tmp, len(label_times), rgb @ LUMA, train_ids, cfg.label_height)
+                else:
+                    frame = len(label_times)
+                    labelled = train_ids if frame in cfg.labelled_frames else None
+                    _write_night_frame(tmp, seq_dir.name, frame,
+                                       night_frame(rgb, cfg.night_camera, camera_noise), labelled)
                 label_times.append(t_us)
                 pending = _flush(events_out, pending)
         _flush(events_out, pending)
@@ -90,7 +109,8 @@ def write_dsec_sequence(seq_dir: str | Path, seed: int, cfg: DriveConfig, progre
     write_rectify_map(tmp / "events/left/rectify_map.h5", rectify_map)
     (tmp / "images").mkdir(parents=True, exist_ok=True)
     stamps = "".join(f"{cfg.t_offset_us + t}\n" for t in label_times)
-    (tmp / f"{seq_dir.name}_semantic_timestamps.txt").write_text(stamps)
+    if cfg.layout == "semantic":
+        (tmp / f"{seq_dir.name}_semantic_timestamps.txt").write_text(stamps)
     (tmp / "images/timestamps.txt").write_text(stamps)
     if seq_dir.exists():
         shutil.rmtree(seq_dir)
@@ -114,3 +134,13 @@ def _write_label_frame(seq_dir: Path, index: int, gray: np.ndarray, train_ids: n
         path = seq_dir / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), image)
+
+
+def _write_night_frame(seq_dir: Path, seq_name: str, index: int, rgb8: np.ndarray,
+                       train_ids: np.ndarray | None) -> None:
+    name = f"{index:06d}.png"
+    (seq_dir / "warp_images").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(seq_dir / "warp_images" / name), cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR))
+    if train_ids is not None:
+        (seq_dir / "labels").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(seq_dir / "labels" / f"{seq_name}_{index:06d}_grey_gtFine_labelTrainIds.png"), train_ids)
