@@ -114,7 +114,7 @@ if config["download"]["enabled"]:
                 f"{output[0]} (the DSEC Night-Semantic labels and warped frames) is missing and cannot be "
                 f"downloaded by a script. Get it from {params.source}"
             )
-            Path(log[0]).write_text(message + "\n")
+            Path(log[0]).write_text(f"{message}\n")
             raise WorkflowError(message)
 
     rule unpack_cityscapes:
