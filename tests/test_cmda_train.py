@@ -66,6 +66,10 @@ def test_source_motion_map_is_the_released_ic1(data, tmp_path):
     (tmp_path / "cityscapes/leftImg8bit_sequence/train" / source.data.image_paths[1].parent.name / missing).unlink()
     with pytest.raises(DataError, match="leftImg8bit_sequence_trainvaltest.zip"):
         MotionSource(tmp_path / "cityscapes", "cityscapes19", (64, 32), image_spec(), MOTION).motion(1)
+    cv2.imwrite(str(tmp_path / "cityscapes/leftImg8bit_sequence/train" / source.data.image_paths[1].parent.name
+                    / missing), np.zeros((16, 64, 3), np.uint8))
+    with pytest.raises(DataError, match="is 64x16 pixels, but .* is 64x32"):
+        MotionSource(tmp_path / "cityscapes", "cityscapes19", (64, 32), image_spec(), MOTION).motion(1)
 
 
 def test_batches_keep_modalities_aligned(data):

@@ -70,14 +70,11 @@ class Cityscapes:
             raise DataError(before, f"the frame {gap} before {path.name} is missing or unreadable",
                             "unpack leftImg8bit_sequence_trainvaltest.zip into the Cityscapes root (it holds 30 "
                             "frames around every labelled one)")
-        if bgr.shape[:2] != self.image_size(i):
-            raise DataError(before, f"is {bgr.shape[1]}x{bgr.shape[0]} pixels, but {path.name} is "
-                            f"{self.image_size(i)[1]}x{self.image_size(i)[0]}", "use the sequence archive of the "
-                            "same Cityscapes release")
+        height, width = self.image(i).shape[:2]
+        if bgr.shape[:2] != (height, width):
+            raise DataError(before, f"is {bgr.shape[1]}x{bgr.shape[0]} pixels, but {path.name} is {width}x{height}",
+                            "use the sequence archive of the same Cityscapes release")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if self.grayscale else cv2.COLOR_BGR2RGB)
-
-    def image_size(self, i: int) -> tuple[int, int]:
-        return self.image(i).shape[:2]
 
     def label(self, i: int) -> np.ndarray:
         return read_label_png(self.label_paths[i], LABEL_LUTS[self.classes.name], "Cityscapes labelIds",

@@ -35,7 +35,7 @@ TRAIN_STRIDE = 2
 EXPECTED_COUNTS = {"train": 1692, "test": 150}  # the five released sequences
 WARP_DIR, LABEL_DIR = "warp_images", "labels"
 LABEL_SUFFIX = "_grey_gtFine_labelTrainIds.png"
-FRAME_PNG = re.compile(r"(\d{6})\.png")
+FRAME_NUMBER = re.compile(r"\d{6}")
 
 
 def split_frames(warped: list[int], labelled: list[int], train_start: int, split: str) -> list[int]:
@@ -52,12 +52,9 @@ def split_frames(warped: list[int], labelled: list[int], train_start: int, split
 
 
 def _frame_numbers(folder: Path, suffix: str, prefix: str = "") -> list[int]:
-    numbers = []
-    for path in folder.glob(f"{prefix}*{suffix}"):
-        match = FRAME_PNG.fullmatch(path.name[len(prefix):len(path.name) - len(suffix)] + ".png")
-        if match:
-            numbers.append(int(match.group(1)))
-    return sorted(numbers)
+    """Frame numbers of the files ``<prefix>NNNNNN<suffix>`` in ``folder`` (other files are ignored)."""
+    stems = (path.name[len(prefix): -len(suffix)] for path in folder.glob(f"{prefix}*{suffix}"))
+    return sorted(int(stem) for stem in stems if FRAME_NUMBER.fullmatch(stem))
 
 
 @dataclass
