@@ -87,8 +87,7 @@ class NightFrames:
     def __init__(self, root: str | Path, split: str, sequences: dict[str, int], sensor_size: tuple[int, int],
                  eval_height: int, spec: InputSpec, events_per_clip_unit: float = EVENTS_PER_CLIP_UNIT,
                  content: dict = TARGET_CONTENT):
-        self.args = dict(root=root, split=split, sequences=dict(sequences), sensor_size=tuple(sensor_size),
-                         eval_height=eval_height)
+        self.args = dict(root=root, split=split, sequences=dict(sequences), sensor_size=tuple(sensor_size))
         self.spec, self.events_per_clip_unit, self.content = spec, events_per_clip_unit, dict(content)
         self._data, self._pid = None, None
         self.ids = list(self.data.ids)

@@ -142,11 +142,10 @@ class DsecNight:
     classes = CITYSCAPES_19
 
     def __init__(self, root: str | Path, split: str, sequences: dict[str, int] | None = None,
-                 sensor_size: tuple[int, int] = (480, 640), eval_height: int = 440):
+                 sensor_size: tuple[int, int] = (480, 640)):
         """``sequences``: {name: N of the split rule}; by default the five released sequences."""
         sequences = TRAIN_START if sequences is None else sequences
         self.root, self.split, self.sensor_size = Path(root), split, tuple(sensor_size)
-        self.eval_height = eval_height
         self.sequences = {name: NightSequence(self.root, name, start, self.sensor_size)
                           for name, start in sequences.items()}
         self.samples = [(name, f) for name, seq in self.sequences.items() for f in seq.frames(split)]
