@@ -18,6 +18,7 @@ include: "rules/refine.smk"
 include: "rules/semi.smk"
 include: "rules/report.smk"
 include: "rules/cmda.smk"
+include: "rules/pretrain.smk"
 
 
 rule all:
@@ -25,6 +26,8 @@ rule all:
         (
             cmda_outputs()
             if PIPELINE == "cmda"
+            else ecddp_outputs()
+            if PIPELINE == "ecddp"
             else [
                 inspect_outputs(),
                 reconstruct_outputs(),

@@ -36,6 +36,7 @@ CITYSCAPES_ROOT = os.path.normpath(config["cityscapes"]["root"])
 SYNTH = os.path.normpath(config["synthetic"]["root"])
 SPLITS = ("train", "test")
 DOWNLOADS = os.path.normpath(config["download"]["archives"])
+PRETRAINED_EVENTS = f"{RESULTS}/pretrain_events/ecddp.pth"
 
 
 def check_config():
@@ -59,8 +60,76 @@ def check_config():
         )
     if PIPELINE == "cmda":
         check_cmda_config()
+    elif PIPELINE == "ecddp":
+        check_ecddp_config()
     else:
         check_hpl_ess_config()
+    if uses_pretraining():
+        check_pretrain_config()
+
+
+def uses_pretraining():
+    """Whether rule pretrain_events is part of the run."""
+    pretrain_model = PIPELINE == "ecddp" and "supervised_ecddp" in config["evaluate"]["models"]
+    return pretrain_model or config["model"]["pretrained"] == PRETRAINED_EVENTS
+
+
+def check_event_channels():
+    first, last = config["train"]["input"]["event_channels"]
+    ess = config["dsec"]["ess"]
+    if not 0 <= first < last <= ess["num_chunks"] * ess["bins_per_chunk"]:
+        raise ValueError(
+            f"config: train.input.event_channels [{first}, {last}) must lie within the "
+            f"{ess['num_chunks'] * ess['bins_per_chunk']} channels of the ESS tensor "
+            "(dsec.ess.num_chunks x bins_per_chunk)"
+        )
+
+
+def check_ecddp_config():
+    """pipeline: ecddp trains event models on the target's labels: no source, no adaptation."""
+    unknown = set(config["evaluate"]["models"]) - {"supervised", "supervised_ecddp"}
+    if unknown:
+        raise ValueError(
+            f"config: pipeline ecddp trains and evaluates supervised and supervised_ecddp; "
+            f"evaluate.models also lists {sorted(unknown)}"
+        )
+    if config["train"]["input"]["target"] != "event_tensor" or not config["cityscapes"]["grayscale"]:
+        raise ValueError(
+            "config: pipeline ecddp pre-trains and trains on events: set train.input.target: event_tensor "
+            "(and keep cityscapes.grayscale: true, no RGB source is involved)"
+        )
+    if config["uda"]["rcs"]["enabled"] or config["uda"]["feature_distance"]["weight"] > 0:
+        raise ValueError(
+            "config: train_supervised trains on the target's labels without DAFormer's source-side "
+            "methods: set uda.rcs.enabled: false and uda.feature_distance.weight: 0"
+        )
+    check_event_channels()
+    seeds = config["train"]["seeds"]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"config: train.seeds has repeated seeds: {seeds}")
+
+
+def check_pretrain_config():
+    data = config["pretrain"]["data"]
+    if data["simulated_drives"] and not config["synthetic"]["enabled"]:
+        raise ValueError(
+            "config: pretrain.data.simulated_drives are synthetic drives (synthetic.enabled: true); "
+            "on real data list folders of events.h5 files in pretrain.data.folders"
+        )
+    if not data["simulated_drives"] and not data["folders"]:
+        raise ValueError(
+            "config: pretrain_events has no recordings: set pretrain.data.simulated_drives (synthetic "
+            "benchmark) or list folders of DSEC-format events.h5 files in pretrain.data.folders"
+        )
+    test_root = Path(DSEC_ROOT, "test").resolve()
+    for folder in data["folders"]:
+        path = Path(folder).resolve()
+        if path == test_root or test_root in path.parents or path in test_root.parents:
+            raise ValueError(
+                f"config: pretrain.data.folders lists {folder!r}, which holds the target's test drives "
+                f"({test_root}); pre-training must never see them"
+            )
+    check_event_channels()
 
 
 def check_cmda_config():
@@ -135,14 +204,7 @@ def check_hpl_ess_config():
     seeds = config["train"]["seeds"]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"config: train.seeds has repeated seeds: {seeds}")
-    first, last = config["train"]["input"]["event_channels"]
-    ess = config["dsec"]["ess"]
-    if not 0 <= first < last <= ess["num_chunks"] * ess["bins_per_chunk"]:
-        raise ValueError(
-            f"config: train.input.event_channels [{first}, {last}) must lie within the "
-            f"{ess['num_chunks'] * ess['bins_per_chunk']} channels of the ESS tensor "
-            "(dsec.ess.num_chunks x bins_per_chunk)"
-        )
+    check_event_channels()
     if not config["cityscapes"]["grayscale"] and not (
         config["train"]["input"]["target"] == "reconstruction"
         or config["train"]["input"]["sum_event_channels"]
@@ -199,7 +261,8 @@ check_config()
 wildcard_constraints:
     split="train|test|simulated",
     seq="[A-Za-z0-9_]+",
-    model="uda|source_only|semi",
+    model="uda|source_only|semi|supervised|supervised_ecddp",
+    supervised="supervised|supervised_ecddp",
     cmda_model="source_only|fusion_source_only|image_only|fusion|fusion_l2_[a-z_+]+",
     seed="[0-9]+",
 
@@ -238,10 +301,27 @@ TRAINED_SAM = f"{RESULTS}/train_sam/sam_{config['psa']['sam']['variant']}.pth"
 TRAINED_REGION_CLASSIFIER = f"{RESULTS}/train_region_classifier/{config['scc']['backbone']}.pth"
 
 
-def simulated_drives():
-    """The drives synthesized only to train the reconstruction network."""
-    count = config["reconstruct"]["train"]["drives"]
+def simulated_drives(count=None):
+    """The drives synthesized only to train the reconstruction network (or the first ``count``)."""
+    count = config["reconstruct"]["train"]["drives"] if count is None else count
     return [f"{SYNTH}/dsec/simulated/sim_{i:02d}" for i in range(count)]
+
+
+def pretrain_recordings():
+    """pretrain_events reads the simulated drives it asks for and the configured folders."""
+    data = config["pretrain"]["data"]
+    return simulated_drives(data["simulated_drives"]) + list(data["folders"])
+
+
+def supervised_inputs(wildcards):
+    """train_supervised: the target's labelled training drives; supervised_ecddp starts from pretrain_events,
+    supervised from model.pretrained (random initialisation when it is empty)."""
+    inputs = {"sequences": target_sequences("train")}
+    if wildcards.supervised == "supervised_ecddp":
+        inputs["pretrained"] = PRETRAINED_EVENTS
+    elif config["model"]["pretrained"]:
+        inputs["pretrained"] = config["model"]["pretrained"]
+    return inputs
 
 
 def _with_checkpoint(inputs):
@@ -317,6 +397,15 @@ def train_params(wildcards):
     """The train section for one seed (the list of seeds itself must not trigger reruns)."""
     params = {key: value for key, value in config["train"].items() if key != "seeds"}
     return {**params, "seed": int(wildcards.seed)}
+
+
+def ecddp_outputs():
+    """Rule all of pipeline ecddp: every model's test mIoU, the report figures and, when the run pre-trains,
+    the picture of what pre-training learned."""
+    outputs = [f"{RESULTS}/evaluate/summary.csv", *report_figure_outputs().values()]
+    if uses_pretraining():
+        outputs.append(f"{RESULTS}/pretrain_events/similarity.png")
+    return outputs
 
 
 def evaluate_outputs():

@@ -45,6 +45,7 @@ rule train_uda:
         gpu=resources_of("train")["gpu"],
     params:
         adapt=True,
+        labelled_target=False,
         train=train_params,
         uda=config["uda"],
         model=config["model"],
@@ -75,6 +76,7 @@ rule train_source_only:
         gpu=resources_of("train")["gpu"],
     params:
         adapt=False,
+        labelled_target=False,
         train=train_params,
         uda=config_subset("uda", "feature_distance", "rcs"),
         model=config["model"],

@@ -149,9 +149,9 @@ def fake_real_tree(work, config):
             (seq_dir / "11classes").mkdir()
             for name in ("events/left/events.h5", "events/left/rectify_map.h5", f"{seq}_semantic_timestamps.txt"):
                 (seq_dir / name).touch()
-    for kind in ("leftImg8bit", "gtFine"):
+    for kind in ("leftImg8bit", "gtFine") if "cityscapes" in config else ():
         (work / config["cityscapes"]["root"] / kind / "train").mkdir(parents=True)
-    for path in (config["model"]["pretrained"], config["reconstruct"]["checkpoint"],
+    for path in (config["model"]["pretrained"], config["reconstruct"].get("checkpoint"),
                  config.get("psa", {}).get("sam", {}).get("checkpoint"), config.get("scc", {}).get("pretrained")):
         if path:
             (work / path).parent.mkdir(parents=True, exist_ok=True)
@@ -212,3 +212,36 @@ def test_cmda_paper_config_dry_runs(tmp_path):
     jobs = jobs_of(snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config_path)).stdout)
     assert not (DATA_RULES | {"night_sequence", "place_night_archive"}) & set(jobs)
     assert jobs == {"train_cmda": runs, "evaluate_cmda": runs, "cmda_summary": 1, "all": 1}
+
+
+def test_ecddp_paper_config_dry_runs(tmp_path):
+    """configs/ecddp_finetune.yaml: DSEC only (no source), the released checkpoint placed by hand, and the
+    supervised fine-tuning plan once the data is in place; asking for evseg's own pre-training adds it."""
+    config_path = REPO / "configs/ecddp_finetune.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    sequences = sum(len(v) for v in config["dsec"]["sequences"].values())
+    empty = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config_path)).stdout
+    jobs = jobs_of(empty)
+    assert jobs["download"] == sequences + 2  # events zips and the 2 label archives; no Cityscapes
+    assert jobs["place_by_hand"] == 1 and "data/weights/ecddp_swin_t.pth" in empty
+    assert "unpack_cityscapes" not in jobs and "pretrain_events" not in jobs
+
+    fake_real_tree(tmp_path, config)
+    jobs = jobs_of(snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config_path)).stdout)
+    assert not DATA_RULES & set(jobs)
+    assert jobs["train_supervised"] == jobs["evaluate"] == len(config["train"]["seeds"]) == 1
+    assert jobs["reconstruct"] == len(config["dsec"]["sequences"]["test"])  # the test panels only
+
+    own = {**config, "evaluate": {"models": ["supervised", "supervised_ecddp"]},
+           "pretrain": {"data": {"folders": ["data/dsec/train"]}}}
+    own_path = tmp_path / "own.yaml"
+    own_path.write_text(yaml.safe_dump(own))
+    plan = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(own_path)).stdout
+    jobs = jobs_of(plan)
+    assert jobs["pretrain_events"] == 1 and jobs["train_supervised"] == 2
+    assert "input: data/dsec/train\n" in plan.split("rule pretrain_events")[1].split("rule ")[0]
+
+    test_folder = {**own, "pretrain": {"data": {"folders": ["data/dsec/test/zurich_city_13_a"]}}}
+    own_path.write_text(yaml.safe_dump(test_folder))
+    refused = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(own_path), check=False)
+    assert refused.returncode != 0 and "pre-training must never see them" in refused.stdout + refused.stderr

@@ -231,6 +231,27 @@ class TargetSamples:
         return self.data.label(i)
 
 
+class LabelledTarget:
+    """Labelled target samples in the place of the source (rule train_supervised: supervised training on the
+    target's own labels, the transfer protocol by which pre-training is judged). Inputs are read per crop."""
+
+    def __init__(self, target: TargetSamples):
+        self.target, self.spec = target, target.spec
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def crop(self, rng: np.random.Generator, i: int, crop: tuple[int, int], cat_max_ratio: float,
+             rare_class: int | None = None, min_class_pixels: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        if rare_class is not None:
+            raise ValueError("rare-class sampling is a source-side method: set uda.rcs.enabled: false")
+        label = self.target.label(i)
+        top, left = random_crop_box(rng, label.shape, crop, label, cat_max_ratio)
+        flip = bool(rng.random() < 0.5)
+        return (crop_pad(self.target.input(i), top, left, crop, flip, 0.0),
+                crop_pad(label, top, left, crop, flip, IGNORE))
+
+
 def read_ids(path: str | Path) -> list[str]:
     ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
     if not ids:

@@ -253,7 +253,8 @@ def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | P
     ``step`` is callable as ``step(index, batch) -> {name: loss}`` (it computes the gradients) and has
     ``student``, ``device``, ``state_dict()`` and ``load_state_dict()`` for the state beyond the student.
     ``batches[k]`` is the batch of step ``k``. ``cfg`` needs seed, max_iters, num_workers, log_every and
-    checkpoint_every; all of it goes into the hash that decides whether a checkpoint may be resumed.
+    checkpoint_every, and may set clip_grad_norm (applied to the averaged gradients); all of it goes into the
+    hash that decides whether a checkpoint may be resumed.
 
     Under data parallelism (evseg.distributed) each process trains on its rows of every batch, gradients are
     averaged before the optimizer step, and the first process alone writes metrics and checkpoints.
@@ -287,6 +288,8 @@ def run_steps(step, batches, optimizer, scheduler, cfg: dict, state_dir: str | P
         distributed.seed_process_rng(cfg["seed"], index)
         logs = step(index, batch)
         distributed.average_gradients(step.student)
+        if cfg.get("clip_grad_norm"):
+            torch.nn.utils.clip_grad_norm_(step.student.parameters(), cfg["clip_grad_norm"])
         optimizer.step()
         scheduler.step()
         window.append(logs)

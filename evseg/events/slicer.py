@@ -177,6 +177,12 @@ class EventSlicer:
         start = max(end - int(num_events), 0)
         return self._events(start, end, self._read("events/t", start, end))  # stored dtype; _events widens
 
+    def get_events_by_index(self, start: int, end: int) -> Events:
+        """Events ``start`` to ``end - 1`` of the file (time order), ``t`` on the image clock."""
+        if not 0 <= start <= end <= self.num_events:
+            raise IndexError(f"events [{start}, {end}) are outside the {self.num_events} events of {self.path}")
+        return self._events(start, end, self._read("events/t", start, end))
+
     def _events(self, i0: int, i1: int, t_rel: np.ndarray) -> Events:
         return Events(x=self._read("events/x", i0, i1), y=self._read("events/y", i0, i1),
                       t=np.add(t_rel, self.t_offset, dtype=np.int64), p=self._read("events/p", i0, i1))

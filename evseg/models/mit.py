@@ -21,8 +21,9 @@ from torch import Tensor
 
 from evseg.errors import DataError
 
-__all__ = ["MIT_TO_TIMM", "MIT_SPECS", "SEGFORMER_URL", "check_state_dict_fits", "guess_mit_variant",
-           "load_state_dict_file", "mit_timm_kwargs", "mit_to_timm_key", "read_mit_checkpoint"]
+__all__ = ["ECDDP_BACKBONES", "MIT_TO_TIMM", "MIT_SPECS", "SEGFORMER_URL", "check_state_dict_fits",
+           "guess_mit_variant", "load_state_dict_file", "mit_timm_kwargs", "mit_to_timm_key", "read_mit_checkpoint",
+           "select_backbone_weights"]
 
 MIT_TO_TIMM = {f"mit_b{i}": f"pvt_v2_b{i}" for i in range(6)}
 
@@ -33,6 +34,7 @@ MIT_SPECS: dict[str, tuple[tuple[int, ...], int]] = {
 }
 
 SEGFORMER_URL = "https://github.com/NVlabs/SegFormer"
+ECDDP_BACKBONES = ("teacher.backbone.", "student.backbone.")  # in the order they are looked for
 
 _MIT_FIX = (f"use an official SegFormer backbone file: the 'ImageNet-1K pretrained' mit_b*.pth (mit_b0.pth ... "
             f"mit_b5.pth) linked from {SEGFORMER_URL} (a plain state dict with keys such as "
@@ -101,7 +103,18 @@ def load_state_dict_file(path: str | Path, fix: str) -> dict[str, Tensor]:
         what = f"a {type(checkpoint).__name__}" if not isinstance(checkpoint, Mapping) else \
             f"a dict without tensors (keys: {_preview(checkpoint)})"
         raise DataError(path, f"holds no state dict: found {what}", fix)
-    return {str(k): v for k, v in checkpoint.items()}
+    return select_backbone_weights({str(k): v for k, v in checkpoint.items()})
+
+
+def select_backbone_weights(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The backbone of a self-supervised checkpoint (a key filter like timm's ``checkpoint_filter_fn``): of an
+    ECDDP file (``student.*`` and ``teacher.*``), the teacher's backbone without its prefix, as ECDDP's
+    fine-tuning loads it (``load_teacher``); the student's when there is no teacher. Other files unchanged."""
+    for prefix in ECDDP_BACKBONES:
+        selected = {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
+        if selected:
+            return selected
+    return state_dict
 
 
 def read_mit_checkpoint(path: str | Path) -> dict[str, Tensor]:
