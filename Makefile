@@ -26,6 +26,9 @@ run: $(INSTALLED)
 	if [ "$$pipeline" = cmda ]; then \
 	echo "Summary (18-class test mIoU of every model and seed, and per output): $$run/cmda/summary.csv, summary_means.csv"; \
 	echo "Pictures: $$run/cmda/evaluate/*/seed*/panels.png"; \
+	elif [ "$$pipeline" = ecddp ]; then \
+	echo "Summary (test mIoU from scratch and from the pre-trained backbone, per seed): $$run/evaluate/summary.csv, summary_means.csv"; \
+	echo "Pictures: $$run/pretrain_events/similarity.png, $$run/evaluate/*/seed*/panels.png"; \
 	else \
 	echo "Summary (test mIoU of every model, pseudo-label quality after each step): $$run/evaluate/summary.csv"; \
 	echo "Pictures: $$run/evaluate/*/seed*/panels.png, $$run/psa/pictures.png, $$run/scc/pictures.png, $$run/inspect/"; \
@@ -42,4 +45,4 @@ lint: $(INSTALLED)
 	$(VENV)/bin/snakefmt --check Snakefile rules/
 
 clean-demo:
-	rm -rf data/synthetic results/demo data/synthetic_cmda results/cmda_demo
+	rm -rf data/synthetic results/demo data/synthetic_cmda results/cmda_demo results/ecddp_demo

@@ -23,15 +23,4 @@ include: "rules/pretrain.smk"
 
 rule all:
     input:
-        (
-            cmda_outputs()
-            if PIPELINE == "cmda"
-            else ecddp_outputs()
-            if PIPELINE == "ecddp"
-            else [
-                inspect_outputs(),
-                reconstruct_outputs(),
-                f"{RESULTS}/evaluate/summary.csv",
-                report_figure_outputs().values(),
-            ]
-        ),
+        all_outputs(),

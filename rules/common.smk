@@ -69,7 +69,7 @@ def check_config():
 
 
 def uses_pretraining():
-    """Whether rule pretrain_events is part of the run."""
+    """Whether the run pre-trains (pretrain_events is in the DAG)."""
     pretrain_model = PIPELINE == "ecddp" and "supervised_ecddp" in config["evaluate"]["models"]
     return pretrain_model or config["model"]["pretrained"] == PRETRAINED_EVENTS
 
@@ -93,7 +93,10 @@ def check_ecddp_config():
             f"config: pipeline ecddp trains and evaluates supervised and supervised_ecddp; "
             f"evaluate.models also lists {sorted(unknown)}"
         )
-    if config["train"]["input"]["target"] != "event_tensor" or not config["cityscapes"]["grayscale"]:
+    if (
+        config["train"]["input"]["target"] != "event_tensor"
+        or not config["cityscapes"]["grayscale"]
+    ):
         raise ValueError(
             "config: pipeline ecddp pre-trains and trains on events: set train.input.target: event_tensor "
             "(and keep cityscapes.grayscale: true, no RGB source is involved)"
@@ -397,6 +400,20 @@ def train_params(wildcards):
     """The train section for one seed (the list of seeds itself must not trigger reruns)."""
     params = {key: value for key, value in config["train"].items() if key != "seeds"}
     return {**params, "seed": int(wildcards.seed)}
+
+
+def all_outputs():
+    """The targets of the whole run: each pipeline's results."""
+    if PIPELINE == "cmda":
+        return cmda_outputs()
+    if PIPELINE == "ecddp":
+        return ecddp_outputs()
+    return [
+        inspect_outputs(),
+        reconstruct_outputs(),
+        f"{RESULTS}/evaluate/summary.csv",
+        report_figure_outputs().values(),
+    ]
 
 
 def ecddp_outputs():

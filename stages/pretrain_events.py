@@ -69,20 +69,21 @@ def main(input, output, params, threads):
 
 
 def check_crop_sizes(net: ECDDPNet, channels: int, crops: dict) -> None:
-    """Every crop size through the network once, so that a crop too small for the backbone fails here with
-    the config key to change, not as a convolution error mid-run."""
+    """Every crop size through the network once (masked, as the student's global crops are), so that a crop too
+    small for the backbone fails here with the config key to change, not as a convolution error mid-run."""
     for name, size in (("full", tuple(crops["full"])), ("global.size", (crops["global"]["size"],) * 2),
                        ("local.size", (crops["local"]["size"],) * 2)):
         try:
             with torch.no_grad():
-                net.tokens(torch.zeros(1, channels, *size))
+                _, grid = net.tokens(torch.zeros(1, channels, *size))
+                net.tokens(torch.zeros(1, channels, *size), torch.zeros(1, *grid, dtype=torch.bool))
         except RuntimeError as err:
             raise ValueError(f"pretrain.crops.{name} {list(size)} is too small for the backbone ({err}); "
                              "use larger crops") from err
 
 
 def picture_windows(batches: PretrainBatches, recordings: EventRecordings, seed: int) -> list[torch.Tensor]:
-    """Whole crops of a few windows that no training step drew (their own random stream)."""
+    """Whole crops (centred) of a few windows drawn from a stream of their own."""
     rng = np.random.default_rng([seed, 2**40])
     full = tuple(batches.crops["full"])
     frames = []

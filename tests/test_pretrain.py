@@ -26,14 +26,14 @@ from tests.conftest import make_dsec_sequence
 SENSOR = (64, 96)
 ESS = dict(num_chunks=4, events_per_chunk=1500, bins_per_chunk=2, skip_first=0, stride=1, official_truncation=False)
 SPEC = InputSpec("event_tensor", (2, 8), False, (0.5,) * 3, (0.25,) * 3)
-CROPS = {"full": [64, 64], "global": {"number": 2, "size": 48, "scale": [0.4, 1.0]},
+CROPS = {"full": [64, 64], "flip": True, "global": {"number": 2, "size": 48, "scale": [0.4, 1.0]},
          "local": {"number": 2, "size": 32, "scale": [0.1, 0.4]}}
 MASKS = {"probability": 0.5, "ratio": [0.1, 0.5]}
 CONFIG = dict(seed=3, max_iters=4, num_workers=0, log_every=1, checkpoint_every=2, lr=1e-3, min_lr=1e-6,
               warmup_iters=2, weight_decay=0.04, weight_decay_end=0.4, betas=[0.9, 0.999], patch_embed_lr_scale=0.2,
               clip_grad_norm=3.0, ema={"start": 0.992}, teacher_temperature={"start": 0.04, "end": 0.07, "warmup_iters": 3},
               student_temperature=0.1, context={"clusters": 3, "iterations": 5, "weight": 2.0},
-              freeze_prototypes_iters=1)
+              freeze_prototypes_iters=1, centering="sinkhorn_knopp")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -349,6 +349,12 @@ def test_crops_that_tokens_do_not_tile_are_refused(recordings_root):
     crops["full"] = [64, 128]
     with pytest.raises(ValueError, match="pretrain.crops.full.*exceeds the 64x96 event frame"):
         PretrainBatches(recordings(recordings_root), 0, 2, crops, MASKS, 16)
+
+
+def test_a_backbone_without_a_patch_grid_is_refused_by_name():
+    net = ECDDPNet("vit_tiny_patch16_224", 2, -1, prototypes=8, hidden_dim=8, bottleneck_dim=8)
+    with pytest.raises(ValueError, match="vit_tiny_patch16_224.*not as a 2-D grid"):
+        net.tokens(torch.zeros(1, 2, 224, 224), torch.zeros(1, 14, 14, dtype=torch.bool))
 
 
 def test_a_token_level_the_backbone_lacks_is_refused():

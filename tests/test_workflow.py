@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from evseg.data.classes import ESS_11
@@ -320,3 +321,28 @@ def test_tiny_cmda_end_to_end(tmp_path):
     assert (results / "l2_terms.png").stat().st_size > 5000
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout
     shutil.rmtree(tmp_path / "data")
+
+
+def test_tiny_ecddp_end_to_end(tmp_path):
+    """pipeline: ecddp on tests/configs/tiny_ecddp.yaml: a simulated drive, pre-training as 2 data-parallel
+    processes, supervised training from scratch and from its checkpoint, evaluation, summary, picture."""
+    config = tmp_path / "tiny_ecddp.yaml"
+    config.write_text((REPO / "tests/configs/tiny_ecddp.yaml").read_text() + "resources:\n  pretrain_events: {gpu: 2}\n")
+    gpus = {"EVSEG_GPUS": "0,1", "EVSEG_GPU_LOCKS": str(tmp_path / "locks")}
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config), env=gpus)
+    results = tmp_path / "results/tiny_ecddp"
+    assert "data-parallel training: 2 processes" in (results / "logs/pretrain_events.log").read_text()
+    metrics = pd.read_csv(results / "pretrain_events/metrics.csv")
+    assert list(metrics.step) == [2, 4] and {"loss_image", "loss_patch", "loss_context"} <= set(metrics.columns)
+    recordings = yaml.safe_load((results / "pretrain_events/config.yaml").read_text())["recordings"]
+    assert [Path(r).parts[-5:] for r in recordings] == [("simulated", "sim_00", "events", "left", "events.h5")]
+    checkpoint = torch.load(results / "pretrain_events/ecddp.pth", weights_only=True)
+    assert yaml.safe_load((results / "train/supervised_ecddp/seed0/config.yaml").read_text())["model"][
+        "pretrained"].endswith("pretrain_events/ecddp.pth")
+    assert checkpoint["ecddp"]["input"]["event_channels"] == [90, 100]
+    assert any(k.startswith("teacher.backbone.") for k in checkpoint["model"])
+    summary = pd.read_csv(results / "evaluate/summary.csv")
+    assert list(summary.model) == ["supervised", "supervised_ecddp"] and (summary.input == "event_tensor").all()
+    assert (results / "pretrain_events/similarity.png").stat().st_size > 2000
+    assert not (tmp_path / "data/synthetic/cityscapes").exists()  # no source in this pipeline
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config)).stdout

@@ -42,9 +42,9 @@ class CropBox:
 
 
 def random_resized_box(rng: np.random.Generator, size: tuple[int, int], scale: tuple[float, float],
-                       ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> CropBox:
+                       ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: bool = True) -> CropBox:
     """torchvision's RandomResizedCrop box (area share in ``scale``, log-uniform aspect ``ratio``, ten tries,
-    then the largest centred box of a valid ratio), with a fair coin for the horizontal flip."""
+    then the largest centred box of a valid ratio), with a fair coin for the horizontal flip (if ``flip``)."""
     height, width = size
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -65,7 +65,8 @@ def random_resized_box(rng: np.random.Generator, size: tuple[int, int], scale: t
         else:
             h, w = height, width
         box = ((height - h) / 2, (width - w) / 2, h, w)
-    return CropBox(*box, flip=bool(rng.random() < 0.5))
+    flipped = bool(rng.random() < 0.5)  # drawn either way, so that the other draws do not depend on ``flip``
+    return CropBox(*box, flip=flip and flipped)
 
 
 def apply_grid(image: Tensor, grid: Tensor) -> Tensor:

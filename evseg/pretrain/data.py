@@ -182,13 +182,13 @@ class PretrainBatches(torch.utils.data.Dataset):
             out["full"].append(full)
             views, grids = [], []
             for _ in range(glob["number"]):
-                box = random_resized_box(rng, full_size, tuple(glob["scale"]))
+                box = random_resized_box(rng, full_size, tuple(glob["scale"]), flip=crops["flip"])
                 views.append(apply_grid(full, box.grid((glob["size"],) * 2, full_size)))
                 grids.append(box.grid(g_tokens, full_size))
             out["global"].append(torch.stack(views))
             out["global_grid"].append(torch.stack(grids))
-            views = [apply_grid(full, random_resized_box(rng, full_size, tuple(local["scale"])).grid(
-                (local["size"],) * 2, full_size)) for _ in range(local["number"])]
+            views = [apply_grid(full, random_resized_box(rng, full_size, tuple(local["scale"]), flip=crops["flip"])
+                                .grid((local["size"],) * 2, full_size)) for _ in range(local["number"])]
             out["local"].append(torch.stack(views) if views else full.new_zeros((0, len(full), *(local["size"],) * 2)))
         batch = {key: torch.stack(values) for key, values in out.items()}
         masks = draw_masks(rng, self.batch_size * glob["number"], g_tokens, self.masks["probability"],

@@ -11,7 +11,8 @@ centering, and the student's scores at a lower temperature are pulled towards th
 - ``context_loss`` (the ECDDP part): for every (image, context) that the global crop covers, the student's
   pooled context predicts the teacher's pooled context of the whole crop; the mean over those pairs.
 
-Under data parallelism (evseg.distributed) Sinkhorn-Knopp normalises over the whole batch, as DINOv2's does.
+Under data parallelism (evseg.distributed) Sinkhorn-Knopp normalises over the whole batch, as DINOv2's does, and
+the context loss divides by the whole batch's number of pairs (the processes' shards hold different numbers).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import Tensor
 
 from evseg import distributed
 
-__all__ = ["context_loss", "cross_entropy", "image_loss", "patch_loss", "sinkhorn_knopp"]
+__all__ = ["TeacherTargets", "context_loss", "cross_entropy", "image_loss", "patch_loss", "sinkhorn_knopp"]
 
 SINKHORN_ITERATIONS = 3  # DINOv2's
 
@@ -56,6 +57,42 @@ def sinkhorn_knopp(scores: Tensor, temperature: float, iterations: int = SINKHOR
     return (q * count).t()
 
 
+class TeacherTargets:
+    """How teacher scores (N, K) become targets: ``sinkhorn_knopp`` (ECDDP, DINOv2) or ``softmax_center`` (DINO:
+    softmax((scores - center) / temperature), the center an EMA of the batch mean with ``momentum``).
+
+    Sinkhorn-Knopp spreads every batch evenly over the prototypes; with a small batch (the offline demo's 16
+    windows against hundreds of prototypes) that leaves targets the student cannot predict from another view,
+    and the image and context losses collapse to the uniform distribution (README, fidelity). DINO's centering
+    has no such floor. The center is state: it is saved with the checkpoint.
+    """
+
+    def __init__(self, mode: str, momentum: float = 0.9):
+        if mode not in ("sinkhorn_knopp", "softmax_center"):
+            raise ValueError(f"pretrain.centering must be sinkhorn_knopp or softmax_center, not {mode!r}")
+        self.mode, self.momentum, self.center = mode, momentum, None
+
+    @torch.no_grad()
+    def __call__(self, scores: Tensor, temperature: float) -> Tensor:
+        if self.mode == "sinkhorn_knopp":
+            return sinkhorn_knopp(scores, temperature)
+        scores = scores.float()
+        if self.center is None:
+            self.center = torch.zeros(scores.shape[-1], device=scores.device)
+        targets = torch.softmax((scores - self.center) / temperature, dim=-1)
+        count = _all_reduce_sum(torch.tensor(float(scores.shape[0]), device=scores.device))
+        if count > 0:  # the center moves after the targets are made (DINO's update_center)
+            mean = _all_reduce_sum(scores.sum(dim=0)) / count
+            self.center = self.center * self.momentum + mean * (1 - self.momentum)
+        return targets
+
+    def state_dict(self) -> dict:
+        return {"center": self.center}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.center = state["center"]
+
+
 def cross_entropy(target: Tensor, student_scores: Tensor, temperature: float) -> Tensor:
     """Per row, -sum_k target_k log softmax(student / temperature)_k."""
     return -(target * F.log_softmax(student_scores.float() / temperature, dim=-1)).sum(dim=-1)
@@ -84,7 +121,6 @@ def patch_loss(student_scores: Tensor, teacher_targets: Tensor, masks: Tensor, t
 
 def context_loss(student_scores: Tensor, teacher_targets: Tensor, temperature: float) -> Tensor:
     """ECDDP's context loss over the valid (image, context) pairs of one global crop: (M, K) each; the mean
-    cross-entropy (0 when the crop covers no context, so that the step still runs)."""
-    if student_scores.shape[0] == 0:
-        return student_scores.sum() * 0.0
-    return cross_entropy(teacher_targets, student_scores, temperature).mean()
+    cross-entropy over the pairs of the whole batch (0 when the crop covers no context)."""
+    count = torch.tensor(float(student_scores.shape[0]), device=student_scores.device)
+    return cross_entropy(teacher_targets, student_scores, temperature).sum() / distributed.per_process_denominator(count)

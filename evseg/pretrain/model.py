@@ -77,6 +77,7 @@ class ECDDPNet(nn.Module):
     def __init__(self, backbone: str, in_chans: int, level: int, prototypes: int, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, drop_path_rate: float = 0.1):
         super().__init__()
+        self.name = backbone
         timm_name, _, kwargs = timm_backbone_spec(backbone, in_chans, drop_path_rate)
         self.backbone = timm.create_model(timm_name, **kwargs)
         if not hasattr(self.backbone, "forward_intermediates") or not hasattr(self.backbone, "patch_embed"):
@@ -101,6 +102,9 @@ class ECDDPNet(nn.Module):
     def _mask_patches(self, module: nn.Module, inputs, output: Tensor) -> Tensor | None:
         if self._mask is None:
             return None
+        if output.ndim != 4:
+            raise ValueError(f"backbone {self.name!r} embeds patches as {tuple(output.shape)}, not as a 2-D grid: "
+                             "ECDDP pre-training masks patches of hierarchical backbones (MiT/pvt_v2, Swin)")
         channels_last = output.shape[-1] == self.embed_dim  # pvt_v2 and Swin embed to NHWC
         size = output.shape[1:3] if channels_last else output.shape[2:4]
         mask = F.interpolate(self._mask[:, None].float(), size=tuple(size), mode="nearest")[:, 0].bool()

@@ -5,7 +5,8 @@ One step:
 
 1. EMA update of the teacher with a momentum that follows a cosine from ``ema.start`` (0.992) to 1;
 2. teacher, no gradient: tokens of the whole crop, clustered per image into contexts; tokens of the global
-   crops; Sinkhorn-Knopp targets of its image, patch and context scores at the warmed-up temperature;
+   crops; targets of its image, patch and context scores at the warmed-up temperature (Sinkhorn-Knopp as
+   released, or DINO's centering: evseg.pretrain.losses.TeacherTargets);
 3. student: the global crops with iBOT's masks and the local crops; the image loss on every crop, the patch
    loss on the masked tokens, the context loss on the contexts each global crop covers;
 4. ``image + patch + context_weight * sum over global crops of the context loss / terms`` with ``terms`` the
@@ -32,7 +33,7 @@ from evseg import distributed
 from evseg.adapt.trainer import run_steps, to_training_device
 from evseg.pretrain.context import ASSIGNMENT_THRESHOLD, cosine_kmeans, warp_assignments
 from evseg.pretrain.data import PretrainBatches
-from evseg.pretrain.losses import context_loss, image_loss, patch_loss, sinkhorn_knopp
+from evseg.pretrain.losses import TeacherTargets, context_loss, image_loss, patch_loss
 from evseg.pretrain.model import ECDDPNet
 
 __all__ = ["PretrainSchedule", "PretrainStep", "cosine", "pretrain"]
@@ -107,13 +108,17 @@ class PretrainStep:
     def __init__(self, student: ECDDPNet, cfg: dict, device: torch.device):
         self.student, self.cfg, self.device = student, cfg, device
         self.teacher = copy.deepcopy(student).eval().requires_grad_(False)
+        self.targets = {head: TeacherTargets(cfg["centering"]) for head in ("image", "patch", "context")}
         self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def state_dict(self) -> dict:
-        return {"teacher": self.teacher.state_dict()}
+        return {"teacher": self.teacher.state_dict(),
+                "targets": {head: targets.state_dict() for head, targets in self.targets.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.teacher.load_state_dict(state["teacher"])
+        for head, targets in self.targets.items():
+            targets.load_state_dict(state["targets"][head])
 
     @torch.no_grad()
     def update_teacher(self, step: int) -> None:
@@ -129,7 +134,7 @@ class PretrainStep:
         if step > 0:
             self.update_teacher(step - 1)
         full, glob, local, masks = batch["full"], batch["global"], batch["local"], batch["masks"]
-        batch_size, n_global, n_local = glob.shape[0], glob.shape[1], local.shape[1]
+        n_global, n_local = glob.shape[1], local.shape[1]
         temp = teacher_temperature(step, cfg)
         student_temp = cfg["student_temperature"]
         # crops of one kind go through the network together, crop-major: row c * B + b is crop c of sample b
@@ -140,8 +145,8 @@ class PretrainStep:
             teacher = self.teacher
             full_tokens, full_grid = teacher.tokens(full)
             tokens, _ = teacher.tokens(glob_rows)
-            image_targets = sinkhorn_knopp(teacher.image_scores(tokens), temp).chunk(n_global)
-            patch_targets = sinkhorn_knopp(teacher.patch_scores(tokens[masks_rows]), temp)
+            image_targets = self.targets["image"](teacher.image_scores(tokens), temp).chunk(n_global)
+            patch_targets = self.targets["patch"](teacher.patch_scores(tokens[masks_rows]), temp)
             generator = distributed.step_generator(cfg["seed"], step)
             clusters = cfg["context"]["clusters"]
             assignment = cosine_kmeans(full_tokens, clusters, cfg["context"]["iterations"], generator)
@@ -149,7 +154,7 @@ class PretrainStep:
             context_scores = teacher.context_scores(full_tokens, members)
             present = members.any(dim=-1)  # (B, K); k-means keeps empty clusters
             context_targets = torch.zeros_like(context_scores, dtype=torch.float32)
-            context_targets[present] = sinkhorn_knopp(context_scores[present], temp)
+            context_targets[present] = self.targets["context"](context_scores[present], temp)
 
         with torch.autocast(**self.autocast):
             student = self.student

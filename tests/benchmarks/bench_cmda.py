@@ -20,15 +20,12 @@ Seconds/iter: the median over ``--steps`` timed steps after ``--warmup``.
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
-import resource
-import statistics
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from training_step import arguments, in_fresh_process, prepare, time_iterations
 
 PAPER = {"backbone": "mit_b5", "embed_dim": 256, "crop": 512, "batch": 2}
 DEMO = {"backbone": "mit_b0", "embed_dim": 32, "crop": 96, "batch": 2}
@@ -71,11 +68,7 @@ def run_variant(name: str, setting: dict, steps: int, warmup: int, device_name: 
     from evseg.cmda.trainer import CMDAStep
 
     device = torch.device(device_name)
-    if device.type == "cpu":
-        torch.set_num_threads(threads)
-    else:
-        torch.cuda.reset_peak_memory_stats(device)
-    torch.manual_seed(0)
+    prepare(device, threads)
     student = build_fusion_segmentor(setting["backbone"], NUM_CLASSES, events=name == "cmda",
                                      embed_dim=setting["embed_dim"])
     to_training_device(student, device)
@@ -83,46 +76,24 @@ def run_variant(name: str, setting: dict, steps: int, warmup: int, device_name: 
     optimizer, scheduler = build_optimizer(student, {"lr": 6e-5, "weight_decay": 0.01, "betas": [0.9, 0.999],
                                                      "head_lr_mult": 10.0, "warmup_iters": 1500,
                                                      "warmup_ratio": 1e-6, "power": 1.0, "max_iters": 40000})
-    seconds = []
-    for index in range(warmup + steps):
-        batch = synthetic_batch(setting["batch"], setting["crop"], device, device.type == "cuda")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        tic = time.perf_counter()
+
+    def iteration(index: int, batch: dict) -> None:
         optimizer.zero_grad(set_to_none=True)
         step(index, batch)
         optimizer.step()
         scheduler.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if index >= warmup:
-            seconds.append(time.perf_counter() - tic)
-    if device.type == "cuda":
-        memory = torch.cuda.max_memory_allocated(device) / 2**30
-    else:
-        memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    return {"name": name, "s_per_iter": statistics.median(seconds), "min": min(seconds), "max": max(seconds),
-            "memory_gib": memory}
 
+    def make_batch() -> dict:
+        return synthetic_batch(setting["batch"], setting["crop"], device, device.type == "cuda")
 
-def in_fresh_process(*args) -> dict:
-    """Each variant in its own process: its own peak memory, and no caches from the other."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(run_variant, args)
+    return {"name": name, **time_iterations(iteration, make_batch, steps, warmup, device)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demo", action="store_true", help="the demo's CPU setting (default: the paper's, on CUDA)")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")
-    args = parser.parse_args()
-    if not args.demo and not torch.cuda.is_available():
-        sys.exit("the paper setting needs a CUDA GPU; use --demo for the CPU setting")
+    args = arguments(__doc__)
     setting, device = (DEMO, "cpu") if args.demo else (PAPER, "cuda")
     started = time.perf_counter()
-    results = {name: in_fresh_process(name, setting, args.steps, args.warmup, device, args.threads)
+    results = {name: in_fresh_process(run_variant, name, setting, args.steps, args.warmup, device, args.threads)
                for name in ("image_only", "cmda")}
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu, {args.threads} thread(s)"
     memory = "peak GiB (CUDA allocated)" if device == "cuda" else "peak GiB (process RSS)"
