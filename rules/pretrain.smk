@@ -31,6 +31,7 @@ rule pretrain_events:
         pretrain=config["pretrain"],
         model=config_subset("model", "backbone", "drop_path_rate"),
         input=config["train"]["input"],
+        grayscale_source=config["cityscapes"]["grayscale"],
         dsec=config_subset("dsec", "sensor_size", "label_height", "ess"),
     script:
         "../stages/pretrain_events.py"

@@ -33,7 +33,8 @@ PICTURE_WINDOWS = 4
 def main(input, output, params, threads):
     torch.set_num_threads(threads)
     cfg, dsec, model_cfg = params.pretrain, params.dsec, params.model
-    spec = InputSpec.from_config(params.input)
+    # as the segmentation rules build it: a 1-channel input is repeated to 3 for networks with an RGB source
+    spec = InputSpec.from_config(params.input, params.grayscale_source)
     files = find_event_files(as_list(input.recordings))
     recordings = EventRecordings(files, dsec["sensor_size"], dsec["label_height"], dsec["ess"], spec,
                                  cfg["data"]["rectify"])
@@ -58,8 +59,9 @@ def main(input, output, params, threads):
                  "ess": dict(dsec["ess"])}
     save_pretrained(output.checkpoint, step.student, step.teacher, network, input_cfg, cfg["max_iters"])
     frames = picture_windows(batches, recordings, cfg["seed"])
-    picture = similarity_panel(step.teacher.cpu(), initial, frames, cfg["context"]["clusters"],
-                               cfg["context"]["iterations"], cfg["seed"])
+    networks = {"teacher": step.teacher.cpu(), "student": step.student.cpu(), "random init": initial}
+    picture = similarity_panel(networks, frames, cfg["context"]["clusters"], cfg["context"]["iterations"],
+                               cfg["seed"])
     save_rgb(output.similarity, picture)
     shutil.copyfile(state_dir / METRICS, output.metrics)
     resolved = {"model": model_cfg, "pretrain": cfg, "input": params.input, "dsec": dsec,

@@ -62,9 +62,8 @@ class EventRecordings:
         self._maps: dict[int, np.ndarray] = {}
         self._pid = os.getpid()
         counts = []
-        for i, path in enumerate(self.files):
-            slicer = self._slicer(i)
-            counts.append(slicer.num_events)
+        for i in range(len(self.files)):  # every file opened once here, so that a bad one fails at the start
+            counts.append(self._slicer(i).num_events)
             if rectify:
                 self._rectify_map(i)
         self.close()

@@ -1,6 +1,6 @@
 """The picture of what pre-training learned: per event window, the teacher's contexts (its k-means clusters)
-and the cosine similarity of every patch to one query patch, beside the same similarity for the network
-at its random initialisation."""
+and the cosine similarity of every patch to one query patch, for the teacher, the student and the network at
+its random initialisation (in a short run the EMA teacher still lags far behind the student)."""
 
 from __future__ import annotations
 
@@ -35,26 +35,24 @@ def _heat(values: np.ndarray, size: tuple[int, int], query: tuple[int, int]) -> 
 
 
 @torch.no_grad()
-def similarity_panel(trained: ECDDPNet, initial: ECDDPNet, frames: list[Tensor], clusters: int, iterations: int,
+def similarity_panel(networks: dict[str, ECDDPNet], frames: list[Tensor], clusters: int, iterations: int,
                      seed: int = 0) -> np.ndarray:
-    """One row per event input (C, H, W): the events (channel sum), the trained network's contexts, and
-    the similarity to the busiest patch for the trained and for the initial network."""
+    """One row per event input (C, H, W): the events (channel sum), the first network's contexts, and the
+    similarity to the busiest patch for each of ``networks`` (name -> network, the teacher first)."""
     rows = []
     for frame in frames:
         size = tuple(frame.shape[-2:])
-        maps = []
-        for net in (trained, initial):
-            tokens, grid = net.eval().tokens(frame[None].float())
-            maps.append((tokens[0], grid))
-        (tokens, grid), (initial_tokens, _) = maps
+        outputs = [net.eval().tokens(frame[None].float()) for net in networks.values()]
+        tokens, grid = outputs[0][0][0], outputs[0][1]
         activity = F.adaptive_avg_pool2d(frame.abs().sum(0, keepdim=True)[None], grid)[0, 0]
         query = divmod(int(activity.argmax()), grid[1])
         generator = torch.Generator().manual_seed(seed)
         assignment = cosine_kmeans(tokens[None], clusters, iterations, generator)[0].view(grid).numpy()
         contexts = cv2.resize(_palette(clusters)[assignment], size[::-1], interpolation=cv2.INTER_NEAREST)
         similarity = []
-        for t in (tokens, initial_tokens):
-            t = F.normalize(t.float(), dim=-1)
+        for out, _ in outputs:
+            t = F.normalize(out[0].float(), dim=-1)
             similarity.append(_heat((t @ t[query[0] * grid[1] + query[1]]).view(grid).numpy(), size, query))
         rows.append([signed_map(frame.sum(0).numpy()), contexts, *similarity])
-    return panel(rows, ["events", "contexts", "similarity: ECDDP", "similarity: random init"])
+    names = list(networks)
+    return panel(rows, ["events", f"contexts: {names[0]}", *(f"similarity: {name}" for name in names)])
