@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from evseg.adapt.trainer import save_atomic
 from evseg.pretrain.model import ECDDPNet
 
